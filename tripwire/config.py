@@ -1,0 +1,358 @@
+"""One typed configuration, parsed once from TOML in ``main()``.
+
+Each component receives only its own section through its constructor. Unknown keys,
+wrong types and out-of-range values refuse to start with a ``ConfigError`` naming the
+key (``interlock.deadline_ms: must be > 0, got -1``). Nothing here reads the
+environment or a clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A configuration that must not start; the message names the key."""
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{key}: must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    frames: str = "ipc:///tmp/tripwire/frames"
+    monitor_out: str = "ipc:///tmp/tripwire/monitor"
+    interlock_cmd: str = "ipc:///tmp/tripwire/interlock"
+    sim_ctl: str = "ipc:///tmp/tripwire/sim"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    id: int
+    name: str
+    channels: list[str]
+    sample_rate_hz: float = 6400.0
+    frame_samples: int = 128
+    kind: Literal["sim", "replay"] = "sim"
+    path: str = ""
+    # Plausible range per sample; values outside are invalid input, not anomalies.
+    min_value: float = -1e4
+    max_value: float = 1e4
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.sample_rate_hz", self.sample_rate_hz)
+        _positive(f"{key}.frame_samples", self.frame_samples)
+        if not self.channels:
+            raise ConfigError(f"{key}.channels: must name at least one channel")
+        if len(set(self.channels)) != len(self.channels):
+            raise ConfigError(f"{key}.channels: duplicate channel names")
+        if self.kind == "replay" and not self.path:
+            raise ConfigError(f"{key}.path: a replay source needs a file path")
+        if not self.min_value < self.max_value:
+            raise ConfigError(f"{key}.min_value: must be < max_value")
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    bundle: str = ""
+    window: int = 1024
+    hop: int = 128
+    heartbeat_ms: float = 2.0
+    max_frame_age_ms: float = 50.0
+    stale_after_ms: float = 200.0
+    intra_op_threads: int = 1
+    providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+    monitor_id: int = 1
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.window", self.window)
+        _positive(f"{key}.hop", self.hop)
+        if self.window % self.hop:
+            raise ConfigError(f"{key}.window: must be a multiple of hop ({self.hop})")
+        _positive(f"{key}.heartbeat_ms", self.heartbeat_ms)
+        _positive(f"{key}.max_frame_age_ms", self.max_frame_age_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionConfig:
+    k: int = 3
+    n: int = 5
+    warn_ratio: float = 0.7
+    # Trip when a source's input stays invalid, stale or frozen this long.
+    bad_input_trip_ms: float = 1000.0
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.k", self.k)
+        if not 1 <= self.k <= self.n <= 64:
+            raise ConfigError(f"{key}.k: need 1 <= k <= n <= 64, got k={self.k} n={self.n}")
+        if not 0 < self.warn_ratio <= 1:
+            raise ConfigError(f"{key}.warn_ratio: must be in (0, 1], got {self.warn_ratio}")
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusTargetConfig:
+    host: str = "127.0.0.1"
+    port: int = 502
+    unit: int = 1
+    permit_coil: int = 0
+    heartbeat_register: int = 0
+    trip_reason_register: int = 1
+    watchdog_register: int = 2
+    timeout_ms: float = 3.0
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.timeout_ms", self.timeout_ms)
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"{key}.port: must be 1..65535, got {self.port}")
+        if not 0 <= self.unit <= 255:
+            raise ConfigError(f"{key}.unit: must be 0..255, got {self.unit}")
+
+
+@dataclass(frozen=True, slots=True)
+class OpcuaTargetConfig:
+    url: str = "opc.tcp://127.0.0.1:4840"
+    namespace: str = "urn:tripwire:plc"
+    permit_node: str = "Permit"
+    heartbeat_node: str = "Heartbeat"
+    trip_reason_node: str = "TripReason"
+    watchdog_node: str = "WatchdogMs"
+    timeout_ms: float = 5.0
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.timeout_ms", self.timeout_ms)
+        if not self.url.startswith("opc.tcp://"):
+            raise ConfigError(f"{key}.url: must start with opc.tcp://, got {self.url!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class InterlockConfig:
+    deadline_ms: float = 10.0
+    liveness_ms: float = 5.0
+    verdict_budget_ms: float = 6.0
+    plc_heartbeat_ms: float = 100.0
+    timeliness_action: Literal["trip", "count"] = "trip"
+    late_trip_after: int = 3
+    targets: list[Literal["modbus", "opcua"]] = field(default_factory=lambda: ["modbus"])
+    journal: str = "tripwire-journal.sqlite"
+    reset_token: str = ""
+    modbus: ModbusTargetConfig = field(default_factory=ModbusTargetConfig)
+    opcua: OpcuaTargetConfig = field(default_factory=OpcuaTargetConfig)
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.deadline_ms", self.deadline_ms)
+        _positive(f"{key}.liveness_ms", self.liveness_ms)
+        _positive(f"{key}.plc_heartbeat_ms", self.plc_heartbeat_ms)
+        if self.liveness_ms >= self.deadline_ms:
+            raise ConfigError(f"{key}.liveness_ms: must be < deadline_ms ({self.deadline_ms})")
+        if not 0 < self.verdict_budget_ms < self.deadline_ms:
+            raise ConfigError(f"{key}.verdict_budget_ms: must be in (0, deadline_ms)")
+        if not self.targets:
+            raise ConfigError(f"{key}.targets: name at least one stop target")
+        self.modbus.check(f"{key}.modbus")
+        self.opcua.check(f"{key}.opcua")
+
+    @property
+    def stop_budget_ms(self) -> float:
+        """What is left of D for the stop write once a verdict arrived in budget."""
+        return self.deadline_ms - self.verdict_budget_ms
+
+
+@dataclass(frozen=True, slots=True)
+class FaultConfig:
+    kind: Literal["bearing", "imbalance", "spike", "freeze"]
+    source: int
+    at_s: float
+    ramp_s: float = 0.5
+    severity: float = 1.0
+
+    def check(self, key: str) -> None:
+        if self.at_s < 0:
+            raise ConfigError(f"{key}.at_s: must be >= 0, got {self.at_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    seed: int = 0
+    realtime: bool = True
+    duration_s: float = 30.0
+    modbus_port: int = 0
+    opcua_port: int = 0
+    watchdog_ms: float = 300.0
+    scan_ms: float = 5.0
+    load_change_every_s: float = 4.0
+    faults: list[FaultConfig] = field(default_factory=list)
+
+    def check(self, key: str) -> None:
+        _positive(f"{key}.duration_s", self.duration_s)
+        _positive(f"{key}.watchdog_ms", self.watchdog_ms)
+        _positive(f"{key}.scan_ms", self.scan_ms)
+        for i, f in enumerate(self.faults):
+            f.check(f"{key}.faults[{i}]")
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    bus: BusConfig = field(default_factory=BusConfig)
+    sources: list[SourceConfig] = field(default_factory=list)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    interlock: InterlockConfig = field(default_factory=InterlockConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def check(self) -> None:
+        if not self.sources:
+            raise ConfigError("sources: at least one [[sources]] table is required")
+        ids = [s.id for s in self.sources]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("sources: duplicate source id")
+        for i, s in enumerate(self.sources):
+            s.check(f"sources[{i}]")
+        self.monitor.check("monitor")
+        self.decision.check("decision")
+        self.interlock.check("interlock")
+        self.sim.check("sim")
+        for i, f in enumerate(self.sim.faults):
+            if f.source not in ids:
+                raise ConfigError(f"sim.faults[{i}].source: no source with id {f.source}")
+
+    def source(self, source_id: int) -> SourceConfig:
+        for s in self.sources:
+            if s.id == source_id:
+                return s
+        raise KeyError(source_id)
+
+
+# --- generic TOML -> dataclass conversion ----------------------------------------------
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{key}: union types are not supported in config")
+    if origin is list:
+        (item,) = get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        return [_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp!r}")
+
+
+def _build(cls: Any, table: dict[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in table:
+        if k not in names:
+            where = f"{prefix}.{k}" if prefix else k
+            raise ConfigError(f"{where}: unknown key")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if f.name in table:
+            kwargs[f.name] = _convert(hints[f.name], table[f.name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}: required key is missing")
+    return cls(**kwargs)
+
+
+def from_dict(table: dict[str, Any]) -> Config:
+    cfg: Config = _build(Config, table, "")
+    cfg.check()
+    return cfg
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config ({e.strerror})") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    return from_dict(table)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The inverse of ``from_dict``, for writing a config that child processes load."""
+    out: dict[str, Any] = dataclasses.asdict(cfg)
+    return out
+
+
+def dumps_toml(table: dict[str, Any]) -> str:
+    """A small TOML writer for the tables this module produces (no external dependency)."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    def emit(prefix: str, tbl: dict[str, Any], array: bool = False) -> None:
+        plain = {k: v for k, v in tbl.items() if not _is_table(v)}
+        nested = {k: v for k, v in tbl.items() if _is_table(v)}
+        if prefix:
+            lines.append(f"[[{prefix}]]" if array else f"[{prefix}]")
+        for k, v in plain.items():
+            lines.append(f"{k} = {scalar(v)}")
+        lines.append("")
+        for k, v in nested.items():
+            name = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, list):
+                for item in v:
+                    emit(name, item, array=True)
+            else:
+                emit(name, v)
+
+    emit("", table)
+    return "\n".join(lines)
+
+
+def _is_table(v: Any) -> bool:
+    return isinstance(v, dict) or (isinstance(v, list) and bool(v) and isinstance(v[0], dict))

@@ -1,0 +1,98 @@
+"""HDR-style latency histogram: log-linear buckets, fixed memory, O(1) record.
+
+Pure core: values are integers (nanoseconds) handed in by the caller; nothing here reads
+a clock. Relative bucket error is below 1/SUB_BUCKETS (about 0.8 %); max and min are exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SUB_BITS = 7
+SUB_BUCKETS = 1 << SUB_BITS  # linear sub-buckets per power of two
+MAX_EXP = 40  # up to ~1.1e12 ns (18 minutes); larger values clamp into the top bucket
+
+
+def _index(value: int) -> int:
+    if value < SUB_BUCKETS:
+        return max(value, 0)
+    shift = min(value.bit_length() - SUB_BITS - 1, MAX_EXP)
+    sub = min((value >> shift) - SUB_BUCKETS, SUB_BUCKETS - 1)  # 0..SUB_BUCKETS-1
+    return (shift + 1) * SUB_BUCKETS + sub
+
+
+def _upper(index: int) -> int:
+    """Highest value that maps to ``index`` (reported percentiles never under-state)."""
+    if index < SUB_BUCKETS:
+        return index
+    shift, sub = divmod(index, SUB_BUCKETS)
+    return ((SUB_BUCKETS + sub + 1) << (shift - 1)) - 1
+
+
+@dataclass(slots=True)
+class Histogram:
+    counts: np.ndarray
+    total: int = 0
+    min_ns: int = 0
+    max_ns: int = 0
+
+    @classmethod
+    def new(cls) -> "Histogram":
+        return cls(np.zeros(SUB_BUCKETS * (MAX_EXP + 2), dtype=np.int64))
+
+    def record(self, value_ns: int) -> None:
+        v = int(value_ns)
+        if v < 0:
+            v = 0
+        self.counts[_index(v)] += 1
+        if self.total == 0 or v < self.min_ns:
+            self.min_ns = v
+        if v > self.max_ns:
+            self.max_ns = v
+        self.total += 1
+
+    def merge(self, other: "Histogram") -> None:
+        if other.total == 0:
+            return
+        self.counts += other.counts
+        self.min_ns = other.min_ns if self.total == 0 else min(self.min_ns, other.min_ns)
+        self.max_ns = max(self.max_ns, other.max_ns)
+        self.total += other.total
+
+    def percentile(self, q: float) -> int:
+        """Value at or below which a fraction ``q`` (0..1) of the records lie."""
+        if self.total == 0:
+            return 0
+        rank = max(1, int(np.ceil(q * self.total)))
+        idx = int(np.searchsorted(np.cumsum(self.counts), rank))
+        return min(_upper(idx), self.max_ns)
+
+    def summary_ms(self) -> dict[str, float]:
+        def ms(ns: int) -> float:
+            return round(ns / 1e6, 4)
+
+        return {
+            "count": self.total,
+            "p50": ms(self.percentile(0.50)),
+            "p99": ms(self.percentile(0.99)),
+            "p999": ms(self.percentile(0.999)),
+            "max": ms(self.max_ns),
+        }
+
+    def to_sparse(self) -> dict[str, object]:
+        """Compact form for sending over the control path (JSON)."""
+        nz = np.nonzero(self.counts)[0]
+        return {
+            "idx": nz.tolist(), "n": self.counts[nz].tolist(),
+            "min": self.min_ns, "max": self.max_ns, "total": self.total,
+        }
+
+    @classmethod
+    def from_sparse(cls, d: dict[str, object]) -> "Histogram":
+        h = cls.new()
+        idx = np.asarray(d["idx"], dtype=np.int64)
+        h.counts[idx] = np.asarray(d["n"], dtype=np.int64)
+        h.min_ns, h.max_ns, h.total = int(d["min"]), int(d["max"]), int(d["total"])  # type: ignore[call-overload]
+        return h
