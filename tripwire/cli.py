@@ -36,8 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the default model bundle on simulated normal data")
     t.add_argument("--config", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--seconds", type=float, default=120.0)
+    t.add_argument("--seconds", type=float, default=600.0, help="simulated normal operation per source")
     t.add_argument("--seed", type=int, default=0)
+
+    e = sub.add_parser("eval", help="evaluate detection on a labelled benchmark")
+    esub = e.add_subparsers(dest="benchmark", required=True)
+    sk = esub.add_parser("skab", help="Skoltech Anomaly Benchmark, its protocol and metric rules")
+    sk.add_argument("--data", type=Path, required=True, help="folder with SKAB's CSV sub-folders")
+    sk.add_argument("--json", type=Path, dest="json_path")
+    sk.add_argument("--tier", "--detector", dest="detector", default="default",
+                    help="detector: default, rolling-z, pca-t2q, pca-t2q-hysteresis, iforest")
 
     c = sub.add_parser("check-config", help="validate a config file without starting anything")
     c.add_argument("path", type=Path)
@@ -85,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         code, _ = run(opts)
         return code
 
+    if args.command == "eval":
+        return _eval_skab(args)
+
     if args.command == "check-config":
         cfg = _load(args.path)
         print(f"{args.path}: ok ({len(cfg.sources)} sources, targets {', '.join(cfg.interlock.targets)})")
@@ -94,12 +105,18 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(cfg.log.level, cfg.log.format)
 
     if args.command == "run":
+        from tripwire import realtime
+
         if args.component == "sim":
             from sim.service import serve
+
+            realtime.apply(cfg.sim.realtime_priority, "sim")
         elif args.component == "monitor":
-            from monitor.service import serve
+            from monitor.service import serve  # applies its priority itself, once warm
         else:
             from interlock.service import serve
+
+            realtime.apply(cfg.interlock.realtime_priority, "interlock")
         return int(serve(cfg))
 
     if args.command == "train":
@@ -130,6 +147,38 @@ def main(argv: list[str] | None = None) -> int:
     reply.pop("latency", None)
     print(json.dumps(reply, indent=2))
     return 0 if reply.get("ok") else 1
+
+
+def _eval_skab(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from models.skab import run as run_skab
+    from models.skab import SkabDataError
+
+    try:
+        report = run_skab(args.data, args.detector)
+    except SkabDataError as e:
+        print(f"tripwire: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"tripwire: {e}", file=sys.stderr)
+        return 2
+    table = Table(title=f"SKAB ({len(report['files'])} files, fit on first 400 rows, pooled test rows)")
+    for col in ("algorithm", "F1", "FAR %", "MAR %", "NAB standard", "NAB low FP", "NAB low FN"):
+        table.add_column(col)
+    nab = report["nab"]
+    table.add_row(f"Tripwire {report.get('detector', args.detector)}", f"{report['f1']:.2f}", f"{report['far']:.2f}",
+                  f"{report['mar']:.2f}", f"{nab['standard']:.2f}", f"{nab['low_fp']:.2f}", f"{nab['low_fn']:.2f}",
+                  style="bold")
+    for row in report.get("leaderboard", []):
+        pub = row.get("nab") or {}
+        cells = [row.get(k) for k in ("f1", "far", "mar")] + [pub.get(k) for k in ("standard", "low_fp", "low_fn")]
+        table.add_row(str(row["algorithm"]), *("" if c is None else str(c) for c in cells))
+    Console().print(table)
+    if args.json_path:
+        args.json_path.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":

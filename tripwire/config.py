@@ -26,6 +26,11 @@ def _positive(key: str, value: float) -> None:
         raise ConfigError(f"{key}: must be > 0, got {value!r}")
 
 
+def _priority(key: str, value: int) -> None:
+    if not 0 <= value <= 99:
+        raise ConfigError(f"{key}: must be 0 (off) or a SCHED_FIFO priority 1..99, got {value}")
+
+
 @dataclass(frozen=True, slots=True)
 class BusConfig:
     frames: str = "ipc:///tmp/tripwire/frames"
@@ -71,6 +76,10 @@ class MonitorConfig:
     intra_op_threads: int = 1
     providers: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
     monitor_id: int = 1
+    # File holding the site key that signs model bundles ("" = the documented development key).
+    bundle_key_file: str = ""
+    # SCHED_FIFO priority once warm (0 = normal scheduling); below the interlock's.
+    realtime_priority: int = 0
 
     def check(self, key: str) -> None:
         _positive(f"{key}.window", self.window)
@@ -79,6 +88,10 @@ class MonitorConfig:
             raise ConfigError(f"{key}.window: must be a multiple of hop ({self.hop})")
         _positive(f"{key}.heartbeat_ms", self.heartbeat_ms)
         _positive(f"{key}.max_frame_age_ms", self.max_frame_age_ms)
+        if self.bundle_key_file != self.bundle_key_file.strip():
+            raise ConfigError(f"{key}.bundle_key_file: leading or trailing whitespace in "
+                              f"{self.bundle_key_file!r}")
+        _priority(f"{key}.realtime_priority", self.realtime_priority)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +156,8 @@ class InterlockConfig:
     targets: list[Literal["modbus", "opcua"]] = field(default_factory=lambda: ["modbus"])
     journal: str = "tripwire-journal.sqlite"
     reset_token: str = ""
+    # SCHED_FIFO priority (0 = normal scheduling); the highest of the cell's processes.
+    realtime_priority: int = 0
     modbus: ModbusTargetConfig = field(default_factory=ModbusTargetConfig)
     opcua: OpcuaTargetConfig = field(default_factory=OpcuaTargetConfig)
 
@@ -156,6 +171,7 @@ class InterlockConfig:
             raise ConfigError(f"{key}.verdict_budget_ms: must be in (0, deadline_ms)")
         if not self.targets:
             raise ConfigError(f"{key}.targets: name at least one stop target")
+        _priority(f"{key}.realtime_priority", self.realtime_priority)
         self.modbus.check(f"{key}.modbus")
         self.opcua.check(f"{key}.opcua")
 
@@ -188,12 +204,14 @@ class SimConfig:
     watchdog_ms: float = 300.0
     scan_ms: float = 5.0
     load_change_every_s: float = 4.0
+    realtime_priority: int = 0
     faults: list[FaultConfig] = field(default_factory=list)
 
     def check(self, key: str) -> None:
         _positive(f"{key}.duration_s", self.duration_s)
         _positive(f"{key}.watchdog_ms", self.watchdog_ms)
         _positive(f"{key}.scan_ms", self.scan_ms)
+        _priority(f"{key}.realtime_priority", self.realtime_priority)
         for i, f in enumerate(self.faults):
             f.check(f"{key}.faults[{i}]")
 
