@@ -1,0 +1,168 @@
+"""Per-source frame validation after the codec accepted the bytes (pure core).
+
+``decode_frame`` already checked magic, version, sizes and the payload crc. Here a frame is
+checked against what its source is configured to send and against what came before:
+
+    rejected: unknown_source, bad_channels, bad_rate, bad_length      (shape vs SourceConfig)
+              repeat (seq == last), reorder (seq < last)              (sequence)
+              future (t_acq ahead of now), stale (older than max age) (time)
+              non_finite (NaN/Inf), out_of_range (min/max_value)      (values)
+    accepted, flagged: GAP (seq > last + 1, the number missed is counted),
+              SENSOR_FROZEN (a channel is exactly constant over the frame),
+              restart (seq went backwards but t_acq went forwards: the publisher restarted
+              its numbering; counted and flagged GAP so the caller resets its windows)
+
+Only accepted frames advance the source's last sequence number, so a rejected frame leaves a
+hole that the next accepted frame reports as a gap. Bad data is data: nothing here raises for
+a bad frame, and ``now_ns`` is always an argument; this module never reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from tripwire.config import SourceConfig
+from tripwire.messages import Frame, VerdictFlag
+
+REJECT_REASONS = (
+    "unknown_source", "bad_channels", "bad_rate", "bad_length", "repeat", "reorder",
+    "future", "stale", "non_finite", "out_of_range",
+)
+_NON_FINITE, _OUT_OF_RANGE, _FROZEN = 1, 2, 4
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    accepted: bool
+    reason: str = ""  # one of REJECT_REASONS when rejected
+    flags: VerdictFlag = VerdictFlag.NONE
+    missed: int = 0  # frames missing before this one (GAP)
+    restart: bool = False  # the source restarted its sequence; reset windows
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self.flags & VerdictFlag.SENSOR_FROZEN)
+
+
+ACCEPTED = Outcome(True)
+_REJECTED = {reason: Outcome(False, reason) for reason in REJECT_REASONS}
+
+
+@njit(cache=True, nogil=True)
+def _scan(x: npt.NDArray[np.float32], lo: float, hi: float) -> int:
+    """One pass: bit 1 non-finite, bit 2 outside [lo, hi], bit 4 some channel constant."""
+    code = 0
+    n_ch, n = x.shape
+    for c in range(n_ch):
+        first = x[c, 0]
+        constant = True
+        for t in range(n):
+            v = x[c, t]
+            if not np.isfinite(v):
+                return _NON_FINITE
+            if v < lo or v > hi:
+                code |= _OUT_OF_RANGE
+            if v != first:
+                constant = False
+        if constant and n > 1:
+            code |= _FROZEN
+    return code
+
+
+@dataclass(slots=True)
+class _SourceState:
+    cfg: SourceConfig
+    last_seq: int = -1  # -1: nothing accepted yet
+    last_t_acq_ns: int = 0
+
+
+class FrameValidator:
+    """Stateful checks for every configured source; ``counts`` holds a counter per reason."""
+
+    def __init__(
+        self,
+        sources: Sequence[SourceConfig],
+        *,
+        max_frame_age_ms: float,
+        future_tolerance_ms: float = 5.0,
+    ) -> None:
+        self._sources = {s.id: _SourceState(s) for s in sources}
+        self._max_age_ns = int(max_frame_age_ms * 1e6)
+        self._future_ns = int(future_tolerance_ms * 1e6)
+        self.counts: Counter[str] = Counter()
+
+    def last_seq(self, source_id: int) -> int:
+        """Sequence number of the source's last accepted frame, -1 before the first."""
+        state = self._sources.get(source_id)
+        return state.last_seq if state is not None else -1
+
+    def check(self, frame: Frame, now_ns: int) -> Outcome:
+        out = self._check(frame, now_ns)
+        if out.accepted:
+            self.counts["accepted"] += 1
+            if out.missed:
+                self.counts["gap"] += 1
+                self.counts["frames_missed"] += out.missed
+            if out.frozen:
+                self.counts["frozen"] += 1
+            if out.restart:
+                self.counts["restart"] += 1
+        else:
+            self.counts[out.reason] += 1
+        return out
+
+    def _check(self, frame: Frame, now_ns: int) -> Outcome:
+        state = self._sources.get(frame.source_id)
+        if state is None:
+            return _REJECTED["unknown_source"]
+        cfg = state.cfg
+        if frame.channels != len(cfg.channels):
+            return _REJECTED["bad_channels"]
+        if abs(frame.sample_rate_hz - cfg.sample_rate_hz) > 1e-9 * cfg.sample_rate_hz:
+            return _REJECTED["bad_rate"]
+        if frame.length != cfg.frame_samples:
+            return _REJECTED["bad_length"]
+        restart = False
+        if state.last_seq >= 0 and frame.seq <= state.last_seq:
+            if frame.seq == state.last_seq:
+                return _REJECTED["repeat"]
+            if frame.t_acq_ns <= state.last_t_acq_ns:
+                return _REJECTED["reorder"]
+            restart = True  # numbering went back, time went on: a restarted publisher
+        if frame.t_acq_ns - now_ns > self._future_ns:
+            return _REJECTED["future"]
+        if now_ns - frame.t_acq_ns > self._max_age_ns:
+            return _REJECTED["stale"]
+        code = _scan(frame.samples, cfg.min_value, cfg.max_value)
+        if code & _NON_FINITE:
+            return _REJECTED["non_finite"]
+        if code & _OUT_OF_RANGE:
+            return _REJECTED["out_of_range"]
+        missed = 0 if state.last_seq < 0 or restart else frame.seq - state.last_seq - 1
+        state.last_seq = frame.seq
+        state.last_t_acq_ns = frame.t_acq_ns
+        flags = VerdictFlag.NONE
+        if missed or restart:
+            flags |= VerdictFlag.GAP
+        if code & _FROZEN:
+            flags |= VerdictFlag.SENSOR_FROZEN
+        if flags == VerdictFlag.NONE:
+            return ACCEPTED
+        return Outcome(True, "", flags, missed, restart)
+
+    def rejected_total(self) -> int:
+        return sum(self.counts[r] for r in REJECT_REASONS)
+
+
+def warm() -> None:
+    """Compile the value scan for writable and read-only frames."""
+    x = np.zeros((1, 2), dtype=np.float32)
+    _scan(x, -1.0, 1.0)
+    x.flags.writeable = False
+    _scan(x, -1.0, 1.0)
