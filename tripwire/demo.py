@@ -87,6 +87,13 @@ def _render(st: LiveState, opts: DemoOptions) -> Group:
     head = Text.assemble(("Tripwire demo  ", "bold"), (f"interlock {state}", colour),
                          f"   target {opts.target}   deadline {opts.deadline_ms:g} ms   "
                          f"t={time.monotonic() - st.t_start:5.1f}s / {opts.duration_s:g}s")
+    plc = st.sim.get("plc", {})
+    if plc:
+        running = plc.get("state") == 1
+        head.append(Text.assemble("\nPLC  ", (f"permit {int(bool(plc.get('permit')))}", "bold"),
+                                  "  machines ", ("running" if running else "stopping / stopped",
+                                                  "green" if running else "bold red"),
+                                  f"  heartbeat {plc.get('heartbeat', '-')}"))
     machines = Table(expand=True)
     for col in ("machine", "score", "threshold", "", "level", "top channels"):
         machines.add_column(col)

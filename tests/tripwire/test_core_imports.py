@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = {"zmq", "pymodbus", "asyncua", "onnxruntime", "asyncio", "structlog", "torch"}
+FORBIDDEN = {"zmq", "pymodbus", "asyncua", "onnxruntime", "onnx", "asyncio", "structlog", "torch"}
 CORE = [
     "tripwire/messages.py",
     "tripwire/config.py",
@@ -21,6 +21,14 @@ CORE = [
     "models/metrics.py",
     "models/detectors.py",
     "models/skab_forest.py",
+    "models/errors.py",
+    "models/manifest.py",
+    "models/providers.py",
+    "models/protocol.py",
+    "models/standardize.py",
+    "models/autoencoder.py",
+    "models/pca.py",
+    "models/calibrate.py",
     "interlock/latch.py",
     "interlock/watchdog.py",
     "interlock/modbus_codec.py",
@@ -47,6 +55,12 @@ def test_core_module_imports_no_shell_library(module: str) -> None:
         pytest.fail(f"core module {module} is missing")
     bad = _imports(path) & FORBIDDEN
     assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_nothing_in_models_pickles() -> None:
+    for path in (ROOT / "models").glob("*.py"):
+        assert not _imports(path) & {"pickle", "joblib", "dill"}, path
+        assert "allow_pickle=True" not in path.read_text(), path
 
 
 def test_runtime_never_imports_torch() -> None:
