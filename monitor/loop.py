@@ -245,8 +245,8 @@ class MonitorLoop:
                 decided.append((row, d, math.nan, row.flags | VerdictFlag.INFERENCE_ERROR))
             else:
                 score = float(scores[i])
-                decided.append((row, self._decider.decide(row.source_id, score, contrib[i], t1),
-                                score, row.flags))
+                d = self._decider.decide(row.source_id, score, contrib[i], t1, features=self._batch[i])
+                decided.append((row, d, score, row.flags | VerdictFlag.IDLE if d.idle else row.flags))
         self.latency["decision"].record(time.monotonic_ns() - t1)
         for row, d, score, flags in decided:
             self._publish(row.source_id, row.seq, row.t_acq_ns, score, d, flags)
