@@ -1,17 +1,34 @@
-"""Fault models for one simulated machine: bearing, imbalance, spike and freeze.
+"""Fault models for one simulated machine: steps, growing faults and sensor faults.
 
 Pure core (numpy only), driven by ``sim.machine.Machine`` one block at a time. Fault time runs
 on the plant's schedule clock: ``start(next_sample)`` fixes each fault's onset sample, and a
 fault acts only on samples at or after its onset. The onset of each fault is recorded when its
 first faulty sample is generated. No clock, no I/O, no shell libraries.
 
-Sizes are relative to the machine's typical vibration RMS (``MachineParams.vibration_rms_g``):
+Sizes are relative to the machine's typical vibration RMS (``MachineParams.vibration_rms_g``);
+``ramp_s`` is the time from onset to full ``severity``:
 - bearing: impacts at the outer-race defect frequency (BPFO, with jitter), each ringing the
-  structural resonance (~2 kHz, ~1 ms decay); peak ~4x RMS at full severity after ``ramp_s``;
+  structural resonance (~2 kHz, ~1 ms decay); peak ~4x RMS at full severity, reached linearly;
   bearing temperature rises by up to ~3 degC;
-- imbalance: the 1x shaft component grows to 3x its normal amplitude over ``ramp_s``;
+- bearing_wear: the same defect growing the way spalls do, slowly then faster
+  (r = (e^(3u) - 1) / (e^3 - 1) over u = t / ramp_s; give ramp_s in tens of seconds to
+  minutes), with broadband wear noise growing as r^2 (up to 0.5x RMS) and the temperature rise;
+- imbalance: the 1x shaft component grows to 3x its normal amplitude, linearly;
+- imbalance_growth: mass builds up (fouling, erosion) at its own angle: a new 1x vector, up to
+  2x the 1x amplitude of the healthy machine, grows linearly and adds to the original within
+  +-90 degrees of its phase, so the 1x magnitude rises monotonically (to about 2.5-3.5x at
+  full severity: the new vector scales with speed^2 alone, the original also with load);
+- cavitation: vapour bubbles collapsing: random bursts (Poisson, ~6/s, 20-150 ms each,
+  half-sine envelope, log-normal sizes around 1.5x RMS) of high-frequency-weighted broadband
+  noise in the vibration, and a 8-20 Hz ripple of up to ~4 % on the motor current during each
+  burst as the flow surges; intensity builds up smoothly over ramp_s;
 - spike: one sample of 50x RMS on the vibration channel at onset (a sensor glitch);
 - freeze: the vibration channel holds its last value from onset on (a stuck sensor).
+
+Every additive vibration term (impacts, the growing 1x vector, wear noise, cavitation) travels
+in ``FaultEffects.bearing_g``, which the machine couples into each vibration sensor with its
+mount's gain. The cavitation current ripple is applied with the sensor faults, on the finished
+current channel.
 """
 
 from __future__ import annotations
@@ -38,6 +55,16 @@ BEARING_AMP_SPREAD = 0.15
 BEARING_TEMP_RISE_C = 3.0
 IMBALANCE_EXTRA = 2.0  # 1x gain goes from 1 to 1 + 2 = 3
 SPIKE_RMS = 50.0
+WEAR_GROWTH = 3.0  # convexity of the wear curve
+WEAR_NOISE_RMS = 0.5
+GROWTH_PHASE_SPREAD_RAD = math.pi / 2
+CAV_RATE_HZ = 6.0
+CAV_BURST_S = (0.02, 0.15)
+CAV_RMS = 1.5
+CAV_SIZE_SPREAD = 0.4  # sigma of the log-normal burst size
+CAV_CURRENT_RIPPLE = 0.04
+CAV_RIPPLE_HZ = (8.0, 20.0)
+_NOISY = ("bearing_wear", "cavitation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +82,7 @@ class FaultEffects:
     """What the faults add to one block of the healthy machine (scalars mean 'nothing')."""
 
     one_x_gain: Signal = 1.0
-    bearing_g: Signal = 0.0
+    bearing_g: Signal = 0.0  # every additive vibration term, see the module docstring
     temp_rise_c: Signal = 0.0
 
 
@@ -64,6 +91,7 @@ class _Scheduled:
     cfg: FaultConfig
     onset: int | None = None
     recorded: bool = False
+    phase_rad: float = 0.0  # imbalance_growth: angle of the new mass against the old 1x
 
 
 @dataclass(slots=True)
@@ -72,6 +100,33 @@ class _BearingState:
     next_cycle: float | None = None
     last_cycle: float = 0.0
     overhang: F64 = field(default_factory=lambda: np.zeros(0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Burst:
+    start: int  # sample index
+    length: int
+    vib_g: float
+    ripple: float  # fraction of the current
+    ripple_hz: float
+    ripple_phase_rad: float
+
+
+@dataclass(slots=True)
+class _CavitationState:
+    rng: np.random.Generator
+    next_start: float | None = None
+    bursts: list[_Burst] = field(default_factory=list)
+
+
+def _shape(kind: str, u: F64) -> F64:
+    """Time course from onset (u = 0) to full severity (u = 1), u already clipped to [0, 1]."""
+    if kind == "bearing_wear":
+        out: F64 = np.expm1(WEAR_GROWTH * u) / math.expm1(WEAR_GROWTH)
+        return out
+    if kind == "cavitation":
+        return u * u * (3.0 - 2.0 * u)
+    return u
 
 
 class FaultTrack:
@@ -86,6 +141,18 @@ class FaultTrack:
         self._frozen: float | None = None
         self._last_vib = 0.0
         self._onsets: list[FaultOnset] = []
+        self._current_gain: F64 | None = None
+        # Growing faults draw their randomness only when configured, so the older kinds play
+        # exactly as they did. Noise has its own streams: the same whatever the block sizes.
+        kinds = {f.cfg.kind for f in self._faults}
+        for f in self._faults:
+            if f.cfg.kind == "imbalance_growth":
+                f.phase_rad = float(rng.uniform(-GROWTH_PHASE_SPREAD_RAD, GROWTH_PHASE_SPREAD_RAD))
+        self._noise = {k: np.random.default_rng(int(rng.integers(1 << 62))) for k in _NOISY
+                       if k in kinds}
+        self._cav = _CavitationState(np.random.default_rng(int(rng.integers(1 << 62)))) \
+            if "cavitation" in kinds else None
+        self._hp_last = 0.0  # last cavitation noise sample, for the first difference
 
     @classmethod
     def empty(cls) -> FaultTrack:
@@ -106,17 +173,24 @@ class FaultTrack:
 
     # --- per block ---------------------------------------------------------------------
 
-    def _ramp(self, kind: str, k: I64) -> F64 | None:
-        total: F64 | None = None
+    def _active(self, kinds: tuple[str, ...], k: I64) -> list[tuple[_Scheduled, F64]]:
+        """Each fault of these kinds that acts in the block, with its severity per sample."""
+        out: list[tuple[_Scheduled, F64]] = []
         for f in self._faults:
-            if f.cfg.kind != kind or f.onset is None or k[-1] < f.onset:
+            if f.cfg.kind not in kinds or f.onset is None or k[-1] < f.onset:
                 continue
             ramp_n = f.cfg.ramp_s * self.fs
             since = (k - f.onset + 1).astype(np.float64)
-            r = np.clip(since / ramp_n, 0.0, 1.0) if ramp_n >= 1 else (since > 0).astype(np.float64)
-            r *= f.cfg.severity
-            total = r if total is None else total + r
-        return total
+            if ramp_n >= 1:
+                r = _shape(f.cfg.kind, np.clip(since / ramp_n, 0.0, 1.0))
+            else:
+                r = (since > 0).astype(np.float64)
+            out.append((f, r * f.cfg.severity))
+        return out
+
+    def _ramp(self, kinds: tuple[str, ...], k: I64) -> F64 | None:
+        active = self._active(kinds, k)
+        return None if not active else np.sum([r for _, r in active], axis=0)
 
     def _record_onsets(self, k: I64) -> None:
         for f in self._faults:
@@ -128,14 +202,64 @@ class FaultTrack:
         if not self._faults:
             return FaultEffects()
         self._record_onsets(k)
-        imbalance = self._ramp("imbalance", k)
-        bearing_r = self._ramp("bearing", k)
+        noise = {kind: g.standard_normal(len(k)) for kind, g in self._noise.items()}
+        imbalance = self._ramp(("imbalance",), k)
+        bearing_r = self._ramp(("bearing", "bearing_wear"), k)
         wave = self._bearing_wave(k, bpfo_cycles, speed, bearing_r, p, fs)
+        wear = self._ramp(("bearing_wear",), k)
+        if wear is not None:
+            wave = wave + WEAR_NOISE_RMS * p.vibration_rms_g * wear * wear * speed * noise["bearing_wear"]
+        theta = 2.0 * np.pi * bpfo_cycles / p.bpfo_ratio
+        for f, r in self._active(("imbalance_growth",), k):
+            phase = p.harmonic_phase_rad[0] + f.phase_rad
+            wave = wave + IMBALANCE_EXTRA * p.harmonic_g[0] * r * speed * speed * np.sin(theta + phase)
+        if self._cav is not None:
+            wave = wave + self._cavitation(self._cav, k, speed, noise["cavitation"], p.vibration_rms_g)
         return FaultEffects(
             one_x_gain=1.0 if imbalance is None else 1.0 + IMBALANCE_EXTRA * imbalance,
             bearing_g=wave,
             temp_rise_c=0.0 if bearing_r is None else BEARING_TEMP_RISE_C * bearing_r,
         )
+
+    def _cavitation(self, st: _CavitationState, k: I64, speed: F64, white: F64,
+                    rms_g: float) -> Signal:
+        """Burst vibration for the block; leaves the current ripple in ``_current_gain``."""
+        self._current_gain = None
+        hp = np.diff(white, prepend=self._hp_last) / math.sqrt(2.0)  # weights high frequencies
+        self._hp_last = float(white[-1])
+        k0, n = int(k[0]), len(k)
+        intensity = self._ramp(("cavitation",), k)
+        if intensity is not None:
+            if st.next_start is None:
+                onsets = [f.onset for f in self._faults
+                          if f.cfg.kind == "cavitation" and f.onset is not None]
+                st.next_start = float(max(k0, min(onsets)))
+            while st.next_start <= k[-1]:
+                j = int(st.next_start) - k0
+                if intensity[j] > 0:
+                    size = intensity[j] * math.exp(CAV_SIZE_SPREAD * float(st.rng.standard_normal()))
+                    st.bursts.append(_Burst(
+                        int(st.next_start), max(1, round(float(st.rng.uniform(*CAV_BURST_S)) * self.fs)),
+                        CAV_RMS * rms_g * size, CAV_CURRENT_RIPPLE * min(size, 2.0),
+                        float(st.rng.uniform(*CAV_RIPPLE_HZ)), float(st.rng.uniform(0, 2 * np.pi))))
+                st.next_start += float(st.rng.exponential(self.fs / CAV_RATE_HZ))
+        if not st.bursts:
+            return 0.0
+        env = np.zeros(n)
+        ripple = np.zeros(n)
+        for b in st.bursts:
+            lo, hi = max(b.start, k0), min(b.start + b.length, k0 + n)
+            if lo >= hi:
+                continue
+            idx = np.arange(lo, hi, dtype=np.float64)
+            e = np.sin(np.pi * (idx - b.start + 0.5) / b.length)
+            env[lo - k0 : hi - k0] += b.vib_g * e
+            ripple[lo - k0 : hi - k0] += b.ripple * e * np.sin(
+                2 * np.pi * b.ripple_hz * idx / self.fs + b.ripple_phase_rad)
+        st.bursts = [b for b in st.bursts if b.start + b.length > k0 + n]
+        self._current_gain = 1.0 + ripple * speed
+        out: F64 = env * hp * speed * speed
+        return out
 
     def _bearing_wave(self, k: I64, cycles: F64, speed: F64, ramp: F64 | None,
                       p: MachineParams, fs: float) -> Signal:
@@ -172,7 +296,10 @@ class FaultTrack:
         return out
 
     def apply_sensor_faults(self, out: F64, k: I64, channels: list[str], rms_g: float) -> None:
-        """Spike and freeze act on the sensor's output, after the machine is computed."""
+        """Spike, freeze and the cavitation current ripple act on the finished outputs."""
+        if self._current_gain is not None and "current" in channels:
+            out[channels.index("current")] *= self._current_gain
+            self._current_gain = None
         ch = _vibration_channel(channels)
         for f in self._faults:
             if f.onset is None or k[-1] < f.onset:

@@ -10,6 +10,7 @@ Use::
     plant = Plant(cfg.sources, cfg.sim)
     plant.start_schedule()            # fault clock t=0 is the next sample generated
     block = plant.next_frame(1)       # float32 (channels, frame_samples), C-contiguous
+    plant.next_block(1, 8192)         # the same stream in any block size (offline studies)
     plant.set_permit(False)           # machines spin down (tau ~0.7 s), noise floor remains
     plant.onsets()                    # faults that have begun
 
@@ -41,7 +42,9 @@ def _machine(source: SourceConfig, sim: SimConfig, run: int, faults: FaultTrack 
 class Plant:
     """All machines of the cell, generated block by block on demand."""
 
-    def __init__(self, sources: list[SourceConfig], sim: SimConfig) -> None:
+    def __init__(self, sources: list[SourceConfig], sim: SimConfig, *, run: int = LIVE_RUN) -> None:
+        """``run`` picks the realization (noise, load profile, fault randomness); studies that
+        need many independent plays of the same machines give each its own number."""
         ids = [s.id for s in sources]
         if len(set(ids)) != len(ids):
             raise SimConfigError("sources: duplicate source id")
@@ -51,9 +54,9 @@ class Plant:
         self._sources = {s.id: s for s in sources}
         self._machines: dict[int, Machine] = {}
         for s in sources:
-            rng = np.random.default_rng(seed_sequence(sim.seed, s.id, LIVE_RUN, 0x4641554C))
+            rng = np.random.default_rng(seed_sequence(sim.seed, s.id, run, 0x4641554C))
             track = FaultTrack(list(sim.faults), s.id, s.sample_rate_hz, rng)
-            self._machines[s.id] = _machine(s, sim, LIVE_RUN, track)
+            self._machines[s.id] = _machine(s, sim, run, track)
         self._scheduled = False
         self._permit = True
 
@@ -86,6 +89,12 @@ class Plant:
     def next_frame(self, source_id: int) -> F32:
         m = self._get(source_id)
         return m.generate(self._sources[source_id].frame_samples)
+
+    def next_block(self, source_id: int, n: int) -> F32:
+        """The next ``n`` samples of the source at once (offline studies; same signal as frames)."""
+        if n <= 0:
+            raise SimConfigError(f"next_block: n must be > 0, got {n}")
+        return self._get(source_id).generate(n)
 
     def samples_generated(self, source_id: int) -> int:
         """Index of the next sample of this source (its sample count so far)."""

@@ -101,6 +101,19 @@ class DecisionConfig:
     warn_ratio: float = 0.7
     # Trip when a source's input stays invalid, stale or frozen this long.
     bad_input_trip_ms: float = 1000.0
+    # Hysteresis: once TRIP, a window keeps voting while its score exceeds clear_ratio x
+    # threshold (1.0 = no hysteresis).
+    clear_ratio: float = 1.0
+    # Announcement rate: at most this many WARN and this many TRIP onsets per source per
+    # rate_period_s are announced (0 = no limit); the level itself is never held back.
+    max_trips_per_period: int = 0
+    rate_period_s: float = 3600.0
+    # Idle suppression: windows whose idle_channel RMS is below idle_rms_below are IDLE, not
+    # scored ("" = off).
+    idle_channel: str = ""
+    idle_rms_below: float = 0.0
+    # Name the top contributing channels in OK verdicts too (WARN and TRIP always do).
+    channels_on_ok: bool = False
 
     def check(self, key: str) -> None:
         _positive(f"{key}.k", self.k)
@@ -108,6 +121,15 @@ class DecisionConfig:
             raise ConfigError(f"{key}.k: need 1 <= k <= n <= 64, got k={self.k} n={self.n}")
         if not 0 < self.warn_ratio <= 1:
             raise ConfigError(f"{key}.warn_ratio: must be in (0, 1], got {self.warn_ratio}")
+        if not 0 < self.clear_ratio <= 1:
+            raise ConfigError(f"{key}.clear_ratio: must be in (0, 1], got {self.clear_ratio}")
+        if self.max_trips_per_period < 0:
+            raise ConfigError(f"{key}.max_trips_per_period: must be >= 0 (0 = no limit), "
+                              f"got {self.max_trips_per_period}")
+        _positive(f"{key}.rate_period_s", self.rate_period_s)
+        if self.idle_channel and not self.idle_rms_below > 0:
+            raise ConfigError(f"{key}.idle_rms_below: must be > 0 when idle_channel is set, "
+                              f"got {self.idle_rms_below}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +205,8 @@ class InterlockConfig:
 
 @dataclass(frozen=True, slots=True)
 class FaultConfig:
-    kind: Literal["bearing", "imbalance", "spike", "freeze"]
+    kind: Literal["bearing", "imbalance", "spike", "freeze", "bearing_wear", "imbalance_growth",
+                  "cavitation"]
     source: int
     at_s: float
     ramp_s: float = 0.5
@@ -244,6 +267,10 @@ class Config:
         self.decision.check("decision")
         self.interlock.check("interlock")
         self.sim.check("sim")
+        idle = self.decision.idle_channel
+        for s in self.sources:
+            if idle and idle not in s.channels:
+                raise ConfigError(f"decision.idle_channel: source {s.id} has no channel {idle!r}")
         for i, f in enumerate(self.sim.faults):
             if f.source not in ids:
                 raise ConfigError(f"sim.faults[{i}].source: no source with id {f.source}")
