@@ -63,21 +63,17 @@ class LiveState:
 
 
 def _bundle(table: dict[str, Any], opts: DemoOptions, console: Console) -> Path:
-    from models.train import build_default_bundle, default_bundle_path
+    """The cached default model, verified; trained on simulated normal operation if absent."""
+    from models.train import ensure_default_bundle
 
-    cfg = config.from_dict(table)
-    path = default_bundle_path(cfg, opts.cache_dir)
-    if (path / "manifest.json").exists():
-        return path
-    console.print(f"training the demo model on simulated normal operation -> {path}")
-    last = [0.0]
+    last: dict[str, float] = {}
 
     def progress(stage: str, frac: float) -> None:
-        if frac - last[0] >= 0.1 or frac >= 1.0:
-            console.print(f"  {stage}: {frac:4.0%}")
-            last[0] = frac
+        if frac - last.get(stage, -1.0) >= 0.25 or frac >= 1.0:
+            console.print(f"  training the demo model: {stage} {frac:4.0%}")
+            last[stage] = frac
 
-    return build_default_bundle(cfg, path, seed=0, progress=progress)
+    return ensure_default_bundle(config.from_dict(table), opts.cache_dir, progress=progress)
 
 
 def _render(st: LiveState, opts: DemoOptions) -> Group:
