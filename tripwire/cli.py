@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     sk.add_argument("--data", type=Path, required=True, help="folder with SKAB's CSV sub-folders")
     sk.add_argument("--json", type=Path, dest="json_path")
     sk.add_argument("--tier", "--detector", dest="detector", default="default",
-                    help="detector: default, rolling-z, pca-t2q, pca-t2q-hysteresis, iforest")
+                    help="model tier (default = int8, teacher, student) or numpy detector (rolling-z, pca-t2q, pca-t2q-hysteresis, iforest)")
 
     cv = esub.add_parser("csv", help="any site's CSV files: fit on the first part, predict the rest")
     cv.add_argument("files", nargs="+", type=Path)
