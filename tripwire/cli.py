@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--run-dir", type=Path, help="keep config, logs and journal here")
 
     r = sub.add_parser("run", help="run one component as a service")
-    r.add_argument("component", choices=("sim", "monitor", "interlock"))
+    r.add_argument("component", choices=("sim", "monitor", "interlock", "scada"))
     r.add_argument("--config", type=Path, required=True)
 
     t = sub.add_parser("train", help="train the default model bundle on simulated normal data")
@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             realtime.apply(cfg.sim.realtime_priority, "sim")
         elif args.component == "monitor":
             from monitor.service import serve  # applies its priority itself, once warm
+        elif args.component == "scada":
+            from scada.service import serve  # normal priority: it only shows and forwards
         else:
             from interlock.service import serve
 

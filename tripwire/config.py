@@ -240,6 +240,33 @@ class SimConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ScadaConfig:
+    """The SCADA gateway (scada/): an OPC-UA server for operators, never in the interlock."""
+
+    endpoint: str = "opc.tcp://127.0.0.1:4841"
+    namespace: str = "urn:tripwire:scada"
+    # How often the address space is refreshed and the interlock's status is polled.
+    update_ms: float = 250.0
+    # How long a forwarded operator command waits for the interlock's reply.
+    command_timeout_ms: float = 1000.0
+    # Refuse method calls from anonymous sessions; callers log in as username/password.
+    require_user: bool = False
+    username: str = ""
+    password: str = ""
+
+    def check(self, key: str) -> None:
+        if not self.endpoint.startswith("opc.tcp://"):
+            raise ConfigError(f"{key}.endpoint: must start with opc.tcp://, got {self.endpoint!r}")
+        if not self.namespace:
+            raise ConfigError(f"{key}.namespace: must not be empty")
+        if not 20.0 <= self.update_ms <= 10_000.0:
+            raise ConfigError(f"{key}.update_ms: must be in [20, 10000], got {self.update_ms}")
+        _positive(f"{key}.command_timeout_ms", self.command_timeout_ms)
+        if self.require_user and not (self.username and self.password):
+            raise ConfigError(f"{key}.username: require_user needs a username and a password")
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -253,6 +280,7 @@ class Config:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     interlock: InterlockConfig = field(default_factory=InterlockConfig)
     sim: SimConfig = field(default_factory=SimConfig)
+    scada: ScadaConfig = field(default_factory=ScadaConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def check(self) -> None:
@@ -267,6 +295,7 @@ class Config:
         self.decision.check("decision")
         self.interlock.check("interlock")
         self.sim.check("sim")
+        self.scada.check("scada")
         idle = self.decision.idle_channel
         for s in self.sources:
             if idle and idle not in s.channels:
