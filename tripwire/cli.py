@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--no-tui", action="store_true", help="plain event lines instead of the live view")
     d.add_argument("--json", type=Path, dest="json_path", help="write the summary here")
     d.add_argument("--run-dir", type=Path, help="keep config, logs and journal here")
+    d.add_argument("--no-scada", action="store_true", help="do not start the operators' OPC-UA gateway")
 
     r = sub.add_parser("run", help="run one component as a service")
     r.add_argument("component", choices=("sim", "monitor", "interlock", "scada"))
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             target=args.target, deadline_ms=args.deadline_ms, duration_s=args.duration,
             fault_at_s=args.fault_at, fault=None if args.fault == "none" else args.fault,
             seed=args.seed, tui=not args.no_tui and sys.stdout.isatty(), json_path=args.json_path,
-            run_dir=args.run_dir, cache_dir=_cache_dir(),
+            run_dir=args.run_dir, cache_dir=_cache_dir(), scada=not args.no_scada,
         )
         code, _ = run(opts)
         return code

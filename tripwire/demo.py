@@ -39,6 +39,7 @@ class DemoOptions:
     json_path: Path | None = None
     run_dir: Path | None = None
     cache_dir: Path = Path(".tripwire/cache")
+    scada: bool = True
 
 
 @dataclass
@@ -117,11 +118,11 @@ def _render(st: LiveState, opts: DemoOptions) -> Group:
         figures.add_row(f"decision latency p50 {lat['p50']:.2f} ms", f"p99 {lat['p99']:.2f} ms",
                         f"max {lat['max']:.2f} ms", "")
     for t in il.get("trips", []):
-        ms = (t["t_ack_ns"] - t["t_acq_ns"]) / 1e6 if t.get("acked") and t.get("t_ack_ns") else None
-        figures.add_row(Text(f"TRIP {st.names.get(t.get('source_id', 0), '?')}", style="bold red"),
+        ms = (t["t_ack_ns"] - t["t_acq_ns"]) / 1e6 if t.get("acked") and t.get("t_ack_ns") and t.get("t_acq_ns") else None
+        figures.add_row(Text(f"TRIP {st.names.get(t.get('source_id') or 0, t.get('reason', ''))}", style="bold red"),
                         f"stop {'acked' if t.get('acked') else 'NOT acked'} via {t.get('target')}",
                         f"trip latency {ms:.2f} ms" if ms is not None else "trip latency -",
-                        "channels " + ", ".join(t.get("channels", [])))
+                        "channels " + ", ".join(t.get("channels") or []))
     return Group(head, machines, figures, Text("\n".join(st.events), style="dim"))
 
 
@@ -144,8 +145,9 @@ def _poll_status(stack: Stack, st: LiveState) -> None:
     except TimeoutError:
         st.note("interlock status timed out")
     for t in st.interlock.get("trips", [])[before:]:
-        st.note(f"TRIP on {st.names.get(t.get('source_id', 0), '?')} ({t.get('reason')}), "
-                f"channels {', '.join(t.get('channels', []))}, acked={t.get('acked')}")
+        where = f" on {st.names[t['source_id']]}" if t.get("source_id") in st.names else ""
+        st.note(f"TRIP{where} ({t.get('reason')}), channels {', '.join(t.get('channels') or []) or '-'}, "
+                f"acked={t.get('acked')}")
     seen = len(st.sim.get("fault_onsets", []))
     try:
         st.sim = stack.sim("status", timeout_ms=500)
@@ -166,7 +168,9 @@ def run(opts: DemoOptions, console: Console | None = None) -> tuple[int, dict[st
     st = LiveState(names, echo=None if opts.tui else console.print)
     with Stack(table, run_dir) as stack:
         console.print(f"starting sim, interlock and monitor (logs in {run_dir / 'logs'})")
-        stack.start_all()
+        stack.start_all(scada=opts.scada)
+        if opts.scada:
+            console.print(f"SCADA gateway (OPC-UA): {stack.cfg.scada.endpoint}")
         sub = stack.ctx.socket(zmq.SUB)
         sub.linger = 0
         sub.subscribe(b"")
@@ -219,9 +223,10 @@ def _print_summary(console: Console, s: dict[str, Any]) -> None:
               f"p99.9 {lat['p999']} ms  max {lat['max']} ms  over {lat['count']} windows")
     t.add_row("false trips / deadline misses", f"{s['false_trips']} / {s['deadline_misses']}")
     for trip in s["trips"]:
-        t.add_row(f"trip on {trip['source']}",
+        t.add_row(f"trip on {trip['source']} ({trip['reason']})",
                   f"acked={trip['acked']} via {trip['target']}, trip latency {trip['trip_latency_ms']} ms, "
-                  f"detection delay {trip['detection_delay_ms']} ms, channels {', '.join(trip['channels'])}")
+                  f"stop latency {trip['stop_latency_ms']} ms, detection delay {trip['detection_delay_ms']} ms, "
+                  f"channels {', '.join(trip['channels'])}")
     if not s["trips"]:
         t.add_row("trips", "none")
     t.add_row("result", "as expected" if s["expectations_met"] else "; ".join(s["problems"]))

@@ -20,10 +20,17 @@ def apply(priority: int, component: str) -> bool:
     log = structlog.get_logger(component=component)
     if priority <= 0:
         return False
+    # Every thread of the process, not only the caller: ZeroMQ's I/O thread moves the bytes,
+    # and a context created before this call would otherwise keep it at normal priority.
     try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    try:
+        for tid in tids:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
     except (OSError, AttributeError) as e:
         log.warning("realtime_denied", priority=priority, error=str(e))
         return False
-    log.info("realtime_scheduling", policy="fifo", priority=priority)
+    log.info("realtime_scheduling", policy="fifo", priority=priority, threads=len(tids))
     return True

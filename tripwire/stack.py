@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -93,8 +94,21 @@ class Stack:
     def start_interlock(self) -> None:
         self.sup.start("interlock", "interlock", self.config_path)
 
-    def start_all(self, timeout_s: float = 120.0) -> None:
+    def start_scada(self) -> str:
+        """The operators' OPC-UA gateway on a free loopback port; returns its endpoint."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        endpoint = f"opc.tcp://127.0.0.1:{port}"
+        self.table.setdefault("scada", {})["endpoint"] = endpoint
+        self.cfg = self._write()
+        self.sup.start("scada", "scada", self.config_path)
+        return endpoint
+
+    def start_all(self, timeout_s: float = 120.0, scada: bool = False) -> None:
         self.start_sim()
+        if scada:
+            self.start_scada()
         self.start_interlock()
         self.start_monitor()
         self.wait_state("ARMED", timeout_s)
@@ -109,7 +123,7 @@ class Stack:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for child in self.sup.children.values():
-                if not child.alive() and child.name in ("sim", "monitor", "interlock"):
+                if not child.alive() and child.name in ("sim", "monitor", "interlock", "scada"):
                     raise RuntimeError(f"{child.name} exited with code {child.proc.returncode}:\n{child.tail()}")
             try:
                 got = probe()

@@ -2,7 +2,8 @@
 simulated PLC reported. No I/O here, so every rule is unit-tested.
 
 Definitions (DESIGN.md section 4):
-- trip latency = t_ack - t_acq of the tripping window;
+- trip latency = t_ack - t_acq of the tripping window (trips not caused by a window, such as
+  a silent monitor, report the stop latency t_ack - t_decision instead);
 - detection delay = t_verdict of the tripping window - fault onset on that source;
 - a false trip is a trip not explained by a fault that had already begun on that source
   (manual trips are not counted);
@@ -32,26 +33,32 @@ def trip_rows(interlock: dict[str, Any], sim: dict[str, Any], deadline_ms: float
         onset = _onset_for(trip, onsets)
         manual = trip.get("reason") == "manual"
         acked = bool(trip.get("acked"))
-        t_acq = trip.get("t_acq_ns") or 0
-        latency_ms = (trip["t_ack_ns"] - t_acq) / 1e6 if acked and trip.get("t_ack_ns") else None
+        t_ack = trip.get("t_ack_ns") if acked else None
+        t_acq = trip.get("t_acq_ns")  # None for trips not caused by a window (liveness, manual)
+        t_decision = trip.get("t_decision_ns")
+        latency_ms = (t_ack - t_acq) / 1e6 if t_ack and t_acq else None
+        stop_ms = (t_ack - t_decision) / 1e6 if t_ack and t_decision else None
         # The PLC's own record of when the permit write arrived (independent of the interlock).
+        since = t_acq or t_decision or 0
         arrived = [w["t_ns"] for w in writes
-                   if w["name"] == "permit" and not w["value"] and w["t_ns"] >= t_acq]
+                   if w["name"] == "permit" and not w["value"] and w["t_ns"] >= since]
+        budget_ms = latency_ms if t_acq else stop_ms
         rows.append({
             "target": trip.get("target"),
             "acked": acked,
             "reason": trip.get("reason"),
-            "source": source_names.get(trip.get("source_id", -1), str(trip.get("source_id"))),
+            "source": source_names.get(trip.get("source_id") or -1, None),
             "trip_latency_ms": None if latency_ms is None else round(latency_ms, 3),
-            "plc_received_ms": round((min(arrived) - t_acq) / 1e6, 3) if arrived and t_acq else None,
+            "stop_latency_ms": None if stop_ms is None else round(stop_ms, 3),
+            "plc_received_ms": round((min(arrived) - since) / 1e6, 3) if arrived and since else None,
             "detection_delay_ms": (round((trip["t_verdict_ns"] - onset["t_onset_ns"]) / 1e6, 1)
                                    if onset and trip.get("t_verdict_ns") else None),
             "fault": onset["kind"] if onset else None,
-            "channels": list(trip.get("channels", [])),
+            "channels": list(trip.get("channels") or []),
             "score": trip.get("score"),
             "threshold": trip.get("threshold"),
             "false_trip": (not manual) and onset is None,
-            "within_deadline": latency_ms is not None and latency_ms <= deadline_ms,
+            "within_deadline": budget_ms is not None and budget_ms <= deadline_ms,
         })
     return rows
 
