@@ -1,0 +1,181 @@
+"""The interlock process: sockets, the poll loop, signals. Wiring only.
+
+``serve(cfg, stop)`` opens the journal and the stop targets, connects a SUB socket to the
+monitor's output (``bus.monitor_out``), binds a REP socket for commands
+(``bus.interlock_cmd``) and runs one thread: poll (timeout from the controller's next
+deadline), answer at most one command, drain monitor messages (each stamped with the
+monotonic clock on receipt), tick. Any unexpected exception in an iteration goes to
+``Interlock.fail_safe`` (latch, stop, journal) and the loop keeps running.
+
+It returns 0 after a ``shutdown`` command, ``stop`` being set, or SIGTERM/SIGINT (handlers
+installed only in the main thread); 1 when it cannot start (journal or socket).
+It must not hold any behaviour of its own: that lives in ``controller.Interlock``.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+import zmq
+
+from interlock.controller import Interlock
+from interlock.errors import JournalError
+from interlock.journal import Journal
+from interlock.latch import TripReason
+from interlock.modbus_writer import ModbusStopWriter
+from interlock.opcua_writer import OpcuaStopWriter
+from interlock.sink import StopSink
+from tripwire.config import Config, InterlockConfig
+from tripwire.messages import DecodeError, decode_command, encode_reply
+
+MAX_DRAIN = 256  # monitor messages handled per wake-up before ticking
+MAX_WAIT_MS = 100  # poll at least this often, so a stop request is seen promptly
+SUB_HWM = 10_000
+GIL_SWITCH_S = 0.0005
+
+
+def build_sinks(cfg: InterlockConfig) -> list[StopSink]:
+    """One writer per configured target, in the configured (failover) order."""
+    sinks: list[StopSink] = []
+    for name in cfg.targets:
+        if name == "modbus":
+            sinks.append(ModbusStopWriter(cfg.modbus))
+        else:
+            sinks.append(OpcuaStopWriter(cfg.opcua))
+    return sinks
+
+
+def _prepare_ipc(endpoint: str) -> None:
+    if endpoint.startswith("ipc://"):
+        Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _install_signals(stop: threading.Event) -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def handle_command(il: Interlock, parts: list[bytes], now_ns: int) -> tuple[bytes, bool]:
+    """One request -> one reply; True as the second item means: shut down after replying."""
+    if len(parts) != 1:
+        return encode_reply(False, error="bad_command", detail=f"{len(parts)} message parts"), False
+    try:
+        cmd = decode_command(parts[0])
+    except DecodeError as e:
+        return encode_reply(False, error=e.reason, detail=str(e)), False
+    if cmd.cmd == "status":
+        return encode_reply(True, **il.status()), False
+    if cmd.cmd == "reset":
+        result = il.reset(cmd.token, now_ns)
+        ok = bool(result.pop("ok"))
+        return encode_reply(ok, **result), False
+    if cmd.cmd == "trip":
+        rec = il.trip(TripReason.MANUAL, now_ns, detail=cmd.reason or "manual trip")
+        return encode_reply(True, state=str(il.latch.state), tripped=rec is not None,
+                            trip=None if rec is None else rec.to_dict()), False
+    errors = il.shutdown(now_ns, "shutdown command")  # permit 0 before the reply says so
+    return encode_reply(True, state=str(il.latch.state), permit_errors=errors), True
+
+
+def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: threading.Event) -> str:
+    clock = time.monotonic_ns
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    poller.register(rep, zmq.POLLIN)
+    while not stop.is_set():
+        try:
+            now = clock()
+            wait_ms = min(MAX_WAIT_MS, max(0, math.ceil((il.next_wakeup_ns(now) - now) / 1e6)))
+            ready = dict(poller.poll(wait_ms))
+            # Commands first: one may block on PLC requests and a journal commit, and the
+            # monitor messages that arrive meanwhile must be drained before the liveness
+            # check in tick(), or a busy interlock would take the monitor for silent.
+            if rep in ready:
+                try:
+                    parts = rep.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    parts = None
+                if parts is not None:
+                    try:
+                        reply, quit_after = handle_command(il, parts, clock())
+                    except Exception as e:  # noqa: BLE001 - the REP socket must always answer
+                        rep.send(encode_reply(False, error="internal_error", detail=repr(e)[:200]))
+                        raise
+                    rep.send(reply)
+                    if quit_after:
+                        return "shutdown command"
+            for _ in range(MAX_DRAIN):
+                try:
+                    data = sub.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                il.on_message(data, clock())
+            il.tick(clock())
+        except Exception as e:  # noqa: BLE001 - fail safe, never silently die
+            il.fail_safe(e, clock())
+    return "stop requested"
+
+
+def serve(cfg: Config, stop: threading.Event | None = None) -> int:
+    stop = stop if stop is not None else threading.Event()
+    log = structlog.get_logger(component="interlock")
+    previous = _install_signals(stop)
+    # The OPC-UA writer's loop thread must not hold the GIL for the default 5 ms while this
+    # loop has a deadline to meet; the process does nothing else, so a short slice is cheap.
+    switch_interval_s = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_SWITCH_S)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        with ExitStack() as stack:
+            try:
+                journal = stack.enter_context(Journal(cfg.interlock.journal))
+            except JournalError as e:
+                log.error("interlock_failed", error=str(e))
+                return 1
+            sinks = [stack.enter_context(s) for s in build_sinks(cfg.interlock)]
+            sub = ctx.socket(zmq.SUB)
+            stack.callback(sub.close, 0)
+            rep = ctx.socket(zmq.REP)
+            stack.callback(rep.close, 0)
+            try:
+                sub.setsockopt(zmq.LINGER, 0)
+                sub.setsockopt(zmq.RCVHWM, SUB_HWM)
+                sub.setsockopt(zmq.SUBSCRIBE, b"")
+                sub.connect(cfg.bus.monitor_out)
+                rep.setsockopt(zmq.LINGER, 0)
+                _prepare_ipc(cfg.bus.interlock_cmd)
+                rep.bind(cfg.bus.interlock_cmd)
+            except (zmq.ZMQError, OSError) as e:
+                log.error("interlock_failed", error=f"socket setup: {e}")
+                return 1
+            il = Interlock(cfg.interlock, sinks, journal, time.monotonic_ns)
+            try:
+                il.start(time.monotonic_ns())
+            except JournalError as e:
+                log.error("interlock_failed", error=str(e))
+                return 1
+            why = _loop(il, sub, rep, stop)
+            il.shutdown(time.monotonic_ns(), why)
+            return 0
+    finally:
+        ctx.destroy(linger=0)
+        sys.setswitchinterval(switch_interval_s)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,98 @@
+"""The controller without sockets of its own: a real Modbus PLC and journal, messages and
+clock handed in by the test."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from interlock.controller import Interlock
+from interlock.journal import Journal
+from interlock.latch import State
+from interlock.modbus_writer import ModbusStopWriter
+from interlock.stop import HeartbeatPump
+from tests.interlock.conftest import ModbusPlc
+from tripwire.config import InterlockConfig, ModbusTargetConfig
+from tripwire.messages import Heartbeat, HeartbeatFlag, encode_heartbeat
+
+MS = 1_000_000
+
+
+@pytest.fixture
+def parts(tmp_path: Path, modbus_plc: ModbusPlc) -> Iterator[tuple[Interlock, ModbusPlc, Journal]]:
+    cfg = InterlockConfig(deadline_ms=1000, liveness_ms=400, verdict_budget_ms=600,
+                          plc_heartbeat_ms=50, reset_token="tok",
+                          modbus=ModbusTargetConfig(port=modbus_plc.port, timeout_ms=200))
+    with Journal(tmp_path / "j.sqlite") as journal, ModbusStopWriter(cfg.modbus) as sink:
+        il = Interlock(cfg, [sink], journal, time.monotonic_ns)
+        il.start(time.monotonic_ns())
+        yield il, modbus_plc, journal
+
+
+def heartbeat(counter: int) -> bytes:
+    return encode_heartbeat(Heartbeat(1, counter, 0, 0, 0, 0, 0, HeartbeatFlag.NONE))
+
+
+def arm(il: Interlock) -> None:
+    now = time.monotonic_ns()
+    il.on_message(heartbeat(1), now)
+    il.tick(now)
+    assert il.latch.state is State.ARMED, il.selftest_note
+
+
+def test_unexpected_exception_fails_safe(parts: tuple[Interlock, ModbusPlc, Journal]) -> None:
+    il, plc, journal = parts
+    arm(il)
+    assert plc.coil(0) is True
+    il.fail_safe(RuntimeError("boom"), time.monotonic_ns())
+    assert il.latch.state is State.TRIPPED
+    assert plc.coil(0) is False
+    st = il.status()
+    assert st["trips"][0]["reason"] == "internal_error" and st["trips"][0]["acked"] is True
+    assert "boom" in st["trips"][0]["detail"]
+    assert any(a["name"] == "internal_error" for a in st["alarms"])
+    assert st["counters"]["internal_errors"] == 1
+    kinds = [e.kind for e in journal.entries()]
+    assert "trip" in kinds and "alarm" in kinds
+    # a second failure while tripped: no new trip, the permit stays 0
+    il.fail_safe(RuntimeError("again"), time.monotonic_ns())
+    assert len(il.status()["trips"]) == 1 and plc.coil(0) is False
+
+
+def test_liveness_trip_from_tick(parts: tuple[Interlock, ModbusPlc, Journal]) -> None:
+    il, plc, _journal = parts
+    arm(il)
+    later = time.monotonic_ns() + 500 * MS  # a fake "now" past the 400 ms liveness
+    il.tick(later)
+    assert il.latch.state is State.TRIPPED and il.latch.reason.label == "monitor_silent"
+    assert plc.coil(0) is False
+
+
+def test_next_wakeup_tracks_liveness_and_heartbeat(parts: tuple[Interlock, ModbusPlc, Journal]) -> None:
+    il, _plc, _journal = parts
+    arm(il)
+    now = time.monotonic_ns()
+    wake = il.next_wakeup_ns(now)
+    expiry = il.watch.liveness_expiry_ns()
+    assert expiry is not None
+    assert wake <= min(expiry + 1, il.pump.next_due_ns or wake)
+
+
+def test_heartbeat_pump_wraps_on_the_plc(modbus_plc: ModbusPlc) -> None:
+    with ModbusStopWriter(ModbusTargetConfig(port=modbus_plc.port, timeout_ms=200)) as sink:
+        pump = HeartbeatPump([sink], period_ns=10 * MS)
+        pump.counter = 65534
+        pump.start(0)
+        seen = []
+        for i in range(3):
+            assert pump.due(i * 10 * MS)
+            pump.pump(i * 10 * MS)
+            assert pump.collect() == {"modbus": None}
+            seen.append(modbus_plc.register(0))
+        assert seen == [65535, 0, 1]
+        assert not pump.due(25 * MS) and pump.due(30 * MS)
+        pump.stop()
+        assert not pump.due(10**15)

@@ -1,0 +1,212 @@
+"""Watchdog rules over a fake clock: liveness, timeliness, delivery, black channel."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.watchdog import (
+    HEARTBEAT_MODULUS,
+    MS,
+    Delivery,
+    Limits,
+    MonitorWatch,
+    Seq,
+    SeqTracker,
+    next_heartbeat,
+)
+from tripwire.config import InterlockConfig
+from tripwire.messages import Heartbeat, HeartbeatFlag, Level, Verdict, VerdictFlag
+
+LIMITS = Limits(liveness_ns=5 * MS, verdict_budget_ns=6 * MS, stop_budget_ns=4 * MS,
+                late_trip_after=3, trip_on_late=True)
+
+
+def hb(counter: int, flags: HeartbeatFlag = HeartbeatFlag.NONE) -> Heartbeat:
+    return Heartbeat(1, counter, 0, 0, 0, 0, 0, flags)
+
+
+def verdict(vseq: int, t_acq_ns: int, level: Level = Level.OK,
+            flags: VerdictFlag = VerdictFlag.NONE) -> Verdict:
+    return Verdict(1, vseq, vseq, t_acq_ns, t_acq_ns, 0.5, 1.0, level, flags, 0, b"m")
+
+
+def test_limits_from_config() -> None:
+    lim = Limits.from_config(InterlockConfig(deadline_ms=10, liveness_ms=5, verdict_budget_ms=6))
+    assert lim.liveness_ns == 5 * MS
+    assert lim.stop_budget_ns == 4 * MS
+    assert lim.trip_on_late
+    assert not Limits.from_config(InterlockConfig(timeliness_action="count")).trip_on_late
+
+
+def test_heartbeat_counter_wraps() -> None:
+    assert next_heartbeat(0) == 1
+    assert next_heartbeat(HEARTBEAT_MODULUS - 1) == 0
+    c = HEARTBEAT_MODULUS - 3
+    seen = []
+    for _ in range(5):
+        c = next_heartbeat(c)
+        seen.append(c)
+    assert seen == [65534, 65535, 0, 1, 2]
+
+
+# --- liveness ---
+
+
+def test_liveness_not_armed_before_first_heartbeat() -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_verdict(verdict(1, 0), 0)
+    assert w.liveness_expiry_ns() is None
+    assert not w.silent(10**12)
+    assert not w.fresh(0)
+
+
+def test_liveness_fires_after_silence() -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_heartbeat(hb(1), 100 * MS)
+    assert w.fresh(100 * MS)
+    assert w.liveness_expiry_ns() == 105 * MS
+    assert not w.silent(105 * MS)
+    assert w.silent(105 * MS + 1)
+    assert not w.fresh(106 * MS)
+
+
+def test_verdicts_and_heartbeats_both_refresh_liveness() -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_heartbeat(hb(1), 0)
+    w.on_verdict(verdict(1, 3 * MS), 4 * MS)
+    assert not w.silent(8 * MS)
+    w.on_heartbeat(hb(2), 8 * MS)
+    assert not w.silent(12 * MS)
+    assert w.silent(14 * MS)
+
+
+def test_repeated_heartbeat_does_not_refresh_liveness() -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_heartbeat(hb(7), 0)
+    assert w.on_heartbeat(hb(7), 4 * MS) is Seq.REPEAT
+    assert w.silent(6 * MS)
+    assert w.counters.seq_repeats == 1
+
+
+def test_inference_error_verdict_counts_as_missing() -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_heartbeat(hb(1), 0)
+    w.on_verdict(verdict(1, 4 * MS, flags=VerdictFlag.INFERENCE_ERROR), 4 * MS)
+    assert w.silent(6 * MS)
+    assert w.counters.invalid_verdicts == 1
+
+
+def test_model_error_flag_is_visible() -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_heartbeat(hb(1, HeartbeatFlag.MODEL_ERROR), 0)
+    assert w.model_error()
+    w.on_heartbeat(hb(2), 1)
+    assert not w.model_error()
+
+
+# --- timeliness ---
+
+
+def test_verdict_within_budget_is_not_late() -> None:
+    w = MonitorWatch(LIMITS)
+    check = w.on_verdict(verdict(1, 0), 6 * MS)
+    assert not check.late and check.age_ns == 6 * MS
+    assert w.counters.deadline_misses == 0
+
+
+def test_late_verdicts_counted_and_streak_trips() -> None:
+    w = MonitorWatch(LIMITS)
+    results = [w.on_verdict(verdict(i, 0), 7 * MS) for i in (1, 2, 3)]
+    assert [r.late for r in results] == [True, True, True]
+    assert [r.late_streak_trip for r in results] == [False, False, True]
+    assert w.counters.deadline_misses == 3
+
+
+def test_an_on_time_verdict_breaks_the_streak() -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_verdict(verdict(1, 0), 7 * MS)
+    w.on_verdict(verdict(2, 0), 7 * MS)
+    w.on_verdict(verdict(3, 10 * MS), 11 * MS)
+    assert not w.on_verdict(verdict(4, 0), 20 * MS).late_streak_trip
+
+
+def test_count_action_never_trips() -> None:
+    lim = Limits(5 * MS, 6 * MS, 4 * MS, 1, trip_on_late=False)
+    w = MonitorWatch(lim)
+    assert not any(w.on_verdict(verdict(i, 0), 50 * MS).late_streak_trip for i in range(1, 10))
+    assert w.counters.deadline_misses == 9
+
+
+def test_trip_level_and_monitor_late_flag_are_counted() -> None:
+    w = MonitorWatch(LIMITS)
+    assert w.on_verdict(verdict(1, 0, Level.TRIP), 1).trip_level
+    w.on_verdict(verdict(2, 0, flags=VerdictFlag.LATE), 1)
+    assert w.counters.trip_verdicts == 1
+    assert w.counters.late_verdicts == 1
+    assert w.counters.verdicts == 2
+
+
+# --- black channel ---
+
+
+@pytest.mark.parametrize(("seqs", "expected"), [
+    ([1, 2, 3], [Seq.FIRST, Seq.NEXT, Seq.NEXT]),
+    ([1, 4], [Seq.FIRST, Seq.GAP]),
+    ([5, 5], [Seq.FIRST, Seq.REPEAT]),
+    ([5, 6, 4], [Seq.FIRST, Seq.NEXT, Seq.REORDER]),
+    ([1000, 2], [Seq.FIRST, Seq.RESTART]),
+])
+def test_seq_tracker(seqs: list[int], expected: list[Seq]) -> None:
+    t = SeqTracker()
+    assert [t.observe(s) for s in seqs] == expected
+
+
+def test_sequence_counters() -> None:
+    w = MonitorWatch(LIMITS)
+    for s in (1, 2, 5, 5, 4, 6, 500, 3):
+        w.on_verdict(verdict(s, 0), 1)
+    c = w.counters
+    assert c.seq_gaps == 2 + 493  # 3,4 missing; then 7..499 missing
+    assert c.seq_repeats == 1
+    assert c.seq_reorders == 1
+    assert c.seq_restarts == 1
+
+
+def test_decode_errors_counted() -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_decode_error()
+    w.on_decode_error()
+    assert w.counters.decode_errors == 2
+
+
+# --- delivery ---
+
+
+def test_first_attempt_gets_what_is_left_of_the_budget() -> None:
+    d = Delivery(LIMITS, start_ns=0)
+    assert d.attempt_timeout_ms(3.0, 0) == 3.0  # target timeout below the 4 ms budget
+    d2 = Delivery(LIMITS, start_ns=0)
+    assert d2.attempt_timeout_ms(10.0, 1 * MS) == pytest.approx(3.0)  # 4 ms budget, 1 ms gone
+    assert d2.attempt_timeout_ms(10.0, 5 * MS) == 10.0  # the other target: its own timeout
+
+
+def test_first_attempt_is_never_zero() -> None:
+    d = Delivery(LIMITS, start_ns=0)
+    assert d.attempt_timeout_ms(3.0, 50 * MS) > 0
+
+
+def test_undelivered_stops_heartbeat_and_schedules_retries() -> None:
+    d = Delivery(LIMITS, start_ns=0)
+    assert d.heartbeat_allowed and not d.pending
+    d.all_failed(10 * MS)
+    assert d.pending and not d.heartbeat_allowed
+    assert d.next_retry_ns == 10 * MS + LIMITS.retry_ns
+    d.confirmed()
+    assert d.acked and not d.pending
+    assert not d.heartbeat_allowed  # once undelivered, the heartbeat stays stopped until reset
+
+
+def test_confirmed_at_once_keeps_heartbeat() -> None:
+    d = Delivery(LIMITS, start_ns=0)
+    d.confirmed()
+    assert d.acked and d.heartbeat_allowed and d.next_retry_ns is None
