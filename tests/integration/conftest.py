@@ -1,0 +1,44 @@
+"""Hardware-in-the-loop fixtures: real processes, real servers, loopback only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tripwire import config
+from tripwire.stack import Stack, demo_table
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(cache_dir: Path) -> Path:
+    """The demo's default model, trained once per session on simulated normal data."""
+    from models.train import build_default_bundle, default_bundle_path
+
+    cfg = config.from_dict(demo_table(bundle=""))
+    path = default_bundle_path(cfg, cache_dir)
+    if not (path / "manifest.json").exists():
+        build_default_bundle(cfg, path, seed=0)
+    return path
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path, demo_bundle: Path) -> Iterator[Callable[..., Stack]]:
+    stacks: list[Stack] = []
+
+    def make(**kw: Any) -> Stack:
+        table = demo_table(bundle=str(demo_bundle), reset_token="test-token", **kw)
+        stack = Stack(table, tmp_path / f"run{len(stacks)}")
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for s in stacks:
+        s.close()
