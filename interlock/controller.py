@@ -370,6 +370,16 @@ class Interlock:
         return {"ok": True, "state": str(self.latch.state), "armed": armed,
                 "selftest": self.selftest_note}
 
+    def acknowledge(self, token: str, now_ns: int) -> dict[str, Any]:
+        """Authenticated alarm acknowledgement: journaled, clears nothing."""
+        refusal = self.latch.check_token(token)
+        if refusal is not None:
+            return {"ok": False, "error": refusal.reason, "detail": refusal.detail}
+        n = self.alarms.acknowledge()
+        self._journal("acknowledge", now_ns, {"alarms": n})
+        self._log.info("alarms_acknowledged", alarms=n)
+        return {"ok": True, "acknowledged": n}
+
     def _reset_cause(self, now_ns: int) -> str | None:
         if not self.watch.fresh(now_ns):
             return "monitor heartbeats are not fresh"

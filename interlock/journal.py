@@ -25,7 +25,7 @@ from interlock.errors import JournalError
 
 KINDS = frozenset({
     "armed", "trip", "stop_acked", "stop_failed", "reset", "reset_refused", "alarm",
-    "deadline_miss", "start", "shutdown",
+    "deadline_miss", "start", "shutdown", "acknowledge",
 })
 _STATE_OF = {"trip": "TRIPPED", "reset": "SAFE", "armed": "ARMED"}
 

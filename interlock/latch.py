@@ -105,6 +105,10 @@ class Latch:
         """The checks of ``reset`` that need no look at the plant: latched, token."""
         if not self.latched:
             return Refusal("not_tripped", f"state is {self._state}")
+        return self.check_token(token)
+
+    def check_token(self, token: str) -> Refusal | None:
+        """The operator's credential alone (reset and alarm acknowledgement share it)."""
         if not self._token:
             return Refusal("reset_disabled", "no reset token is configured; resets are refused")
         if not hmac.compare_digest(token.encode(), self._token.encode()):

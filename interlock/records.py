@@ -93,6 +93,7 @@ class Alarm:
     t_ns: int
     active: bool = True
     count: int = 1
+    acknowledged: bool = False
 
 
 class AlarmBook:
@@ -127,6 +128,14 @@ class AlarmBook:
             return False
         current.active = False
         return True
+
+    def acknowledge(self) -> int:
+        """An operator has seen every alarm so far; returns how many were new to them.
+        Acknowledging never clears an alarm: only its cause going away does."""
+        fresh = [a for a in self._alarms if not a.acknowledged]
+        for a in fresh:
+            a.acknowledged = True
+        return len(fresh)
 
     def is_active(self, name: str) -> bool:
         return self._active(name) is not None

@@ -90,8 +90,16 @@ def handle_command(il: Interlock, parts: list[bytes], now_ns: int) -> tuple[byte
         rec = il.trip(TripReason.MANUAL, now_ns, detail=cmd.reason or "manual trip")
         return encode_reply(True, state=str(il.latch.state), tripped=rec is not None,
                             trip=None if rec is None else rec.to_dict()), False
-    errors = il.shutdown(now_ns, "shutdown command")  # permit 0 before the reply says so
-    return encode_reply(True, state=str(il.latch.state), permit_errors=errors), True
+    if cmd.cmd == "acknowledge":
+        result = il.acknowledge(cmd.token, now_ns)
+        ok = bool(result.pop("ok"))
+        return encode_reply(ok, **result), False
+    if cmd.cmd == "shutdown":
+        errors = il.shutdown(now_ns, "shutdown command")  # permit 0 before the reply says so
+        return encode_reply(True, state=str(il.latch.state), permit_errors=errors), True
+    # A command the schema knows but this interlock does not perform is refused by name,
+    # never mistaken for another one.
+    return encode_reply(False, error="unsupported_command", detail=cmd.cmd), False
 
 
 def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: threading.Event) -> str:

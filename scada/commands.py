@@ -66,6 +66,6 @@ def outcome(reply: Mapping[str, Any]) -> Outcome:
     detail = str(reply.get("detail", ""))
     # the interlock's detail often repeats its error key already ("unknown_command: 'x'")
     text = detail if detail.startswith(error) else f"{error}: {detail}" if detail else error
-    if error == "unknown_command":
+    if error in ("unknown_command", "unsupported_command"):
         return Outcome("not_supported", text)
     return Outcome("refused", text)

@@ -254,7 +254,9 @@ def decode_monitor_message(data: bytes | memoryview) -> Verdict | Heartbeat:
 
 # --- Command / Reply (control path: structured JSON, versioned) -----------------------
 
-COMMANDS = frozenset({"status", "reset", "trip", "shutdown"})
+# "inhibit" is part of the schema so that a gateway can ask; the interlock refuses it
+# (a bypass of the interlock is not something this layer offers).
+COMMANDS = frozenset({"status", "reset", "trip", "shutdown", "acknowledge", "inhibit"})
 
 
 @dataclass(frozen=True, slots=True)

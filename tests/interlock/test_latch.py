@@ -113,3 +113,11 @@ def test_manual_trip_from_safe_latches() -> None:
 def test_trip_reason_labels() -> None:
     assert TripReason.MANUAL.label == "manual"
     assert TripReason.MONITOR_SILENT.label == "monitor_silent"
+
+
+def test_token_check_is_shared_with_acknowledge() -> None:
+    from interlock.latch import Latch
+
+    assert Latch("").check_token("x").reason == "reset_disabled"
+    assert Latch("secret").check_token("wrong").reason == "bad_token"
+    assert Latch("secret").check_token("secret") is None

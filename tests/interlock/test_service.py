@@ -51,7 +51,7 @@ def make_cfg(ipc_dir: Path, journal: Path, *, modbus_port: int = 0, opcua_url: s
     })
 
 
-class Interlock:
+class RunningInterlock:
     """``serve`` on a thread, with a command client."""
 
     def __init__(self, cfg: config.Config, ctx: zmq.Context[Any]) -> None:
@@ -64,7 +64,7 @@ class Interlock:
     def _run(self) -> None:
         self.rc = serve(self.cfg, self.stop_event)
 
-    def start(self) -> "Interlock":
+    def start(self) -> "RunningInterlock":
         self.thread.start()
         wait_until(lambda: self._answers(), 15, "the interlock's command socket")
         return self
@@ -111,17 +111,17 @@ def monitor(ipc_dir: Path, zmq_ctx: zmq.Context[Any]) -> Iterator[FakeMonitor]:
 
 
 @pytest.fixture
-def running(zmq_ctx: zmq.Context[Any]) -> Iterator[list[Interlock]]:
+def running(zmq_ctx: zmq.Context[Any]) -> Iterator[list[RunningInterlock]]:
     """Interlocks a test starts; each is stopped at the end."""
-    started: list[Interlock] = []
+    started: list[RunningInterlock] = []
     yield started
     for il in started:
         if il.thread.is_alive():
             il.stop()
 
 
-def start(running: list[Interlock], cfg: config.Config, ctx: zmq.Context[Any]) -> Interlock:
-    il = Interlock(cfg, ctx)
+def start(running: list[RunningInterlock], cfg: config.Config, ctx: zmq.Context[Any]) -> RunningInterlock:
+    il = RunningInterlock(cfg, ctx)
     running.append(il)
     return il.start()
 
@@ -138,7 +138,7 @@ def heartbeat_advances(read: Any, periods: int = 4) -> bool:
 
 def test_arms_trips_on_trip_verdict_and_permit_is_0_in_the_plc(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     journal = tmp_path / "journal.sqlite"
     il = start(running, make_cfg(ipc_dir, journal, modbus_port=modbus_plc.port), zmq_ctx)
     st = il.wait_state("ARMED")
@@ -176,7 +176,7 @@ def test_arms_trips_on_trip_verdict_and_permit_is_0_in_the_plc(
 
 def test_trips_when_monitor_heartbeats_stop(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     il = start(running, make_cfg(ipc_dir, tmp_path / "j.sqlite", modbus_port=modbus_plc.port), zmq_ctx)
     il.wait_state("ARMED")
     monitor.heartbeats.clear()
@@ -198,7 +198,7 @@ def test_trips_when_monitor_heartbeats_stop(
 
 def test_reset_needs_the_token(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     journal = tmp_path / "j.sqlite"
     il = start(running, make_cfg(ipc_dir, journal, modbus_port=modbus_plc.port), zmq_ctx)
     il.wait_state("ARMED")
@@ -219,15 +219,22 @@ def test_reset_needs_the_token(
     ok = il.cmd("reset", token=TOKEN)
     assert ok["ok"] is True and ok["state"] == "ARMED"
     assert modbus_plc.coil(0) is True
+
+    assert il.cmd("acknowledge", token="wrong")["error"] == "bad_token"
+    assert il.cmd("acknowledge", token=TOKEN)["ok"] is True
+    inhibit = il.cmd("inhibit", token=TOKEN)
+    assert inhibit["ok"] is False and inhibit["error"] == "unsupported_command"
+    assert il.status()["state"] == "ARMED"  # neither command is mistaken for another
     il.stop()
     kinds = journal_kinds(journal)
     assert kinds.count("reset_refused") == 3 and kinds.count("reset") == 1
+    assert kinds.count("acknowledge") == 1
     assert kinds.index("trip") < kinds.index("reset")
 
 
 def test_reset_refused_when_no_token_is_configured(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     cfg = make_cfg(ipc_dir, tmp_path / "j.sqlite", modbus_port=modbus_plc.port, reset_token="")
     il = start(running, cfg, zmq_ctx)
     il.wait_state("ARMED")
@@ -239,7 +246,7 @@ def test_reset_refused_when_no_token_is_configured(
 
 def test_plc_that_stops_answering_trip_reported_unacked(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     proxy = FreezableProxy(("127.0.0.1", modbus_plc.port))
     proxy.start()
     try:
@@ -286,7 +293,7 @@ def test_plc_that_stops_answering_trip_reported_unacked(
 
 def test_failover_to_opcua_when_modbus_is_silent(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, opcua_plc: OpcuaPlc,
-        monitor: FakeMonitor, zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        monitor: FakeMonitor, zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     proxy = FreezableProxy(("127.0.0.1", modbus_plc.port))
     proxy.start()
     try:
@@ -313,7 +320,7 @@ def test_failover_to_opcua_when_modbus_is_silent(
 
 def test_refuses_to_arm_with_plc_watchdog_disabled(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     modbus_plc.set_register(ModbusPlc.WATCHDOG, 0)
     il = start(running, make_cfg(ipc_dir, tmp_path / "j.sqlite", modbus_port=modbus_plc.port), zmq_ctx)
     st = wait_until(lambda: (s := il.status())["selftest"] != "not run yet" and s, 10, "a self-test")
@@ -327,7 +334,7 @@ def test_refuses_to_arm_with_plc_watchdog_disabled(
 
 def test_restart_after_trip_stays_latched_until_reset(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     journal = tmp_path / "j.sqlite"
     cfg = make_cfg(ipc_dir, journal, modbus_port=modbus_plc.port)
     first = start(running, cfg, zmq_ctx)
@@ -350,7 +357,7 @@ def test_restart_after_trip_stays_latched_until_reset(
 
 def test_timeliness_trips_after_consecutive_late_verdicts(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     il = start(running, make_cfg(ipc_dir, tmp_path / "j.sqlite", modbus_port=modbus_plc.port), zmq_ctx)
     il.wait_state("ARMED")
     old = time.monotonic_ns() - 5_000_000_000  # acquired 5 s ago: far beyond the 600 ms budget
@@ -365,7 +372,7 @@ def test_timeliness_trips_after_consecutive_late_verdicts(
 
 def test_bad_input_is_counted_never_fatal(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock]) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     il = start(running, make_cfg(ipc_dir, tmp_path / "j.sqlite", modbus_port=modbus_plc.port), zmq_ctx)
     il.wait_state("ARMED")
     endpoint = il.cfg.bus.interlock_cmd
@@ -387,7 +394,7 @@ def test_bad_input_is_counted_never_fatal(
 
 def test_unexpected_exception_in_the_loop_fails_safe_and_keeps_running(
         ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
-        zmq_ctx: zmq.Context[Any], running: list[Interlock], monkeypatch: pytest.MonkeyPatch) -> None:
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock], monkeypatch: pytest.MonkeyPatch) -> None:
     from interlock import controller
 
     def broken(self: controller.Interlock, v: Any, now_ns: int) -> None:
@@ -402,3 +409,37 @@ def test_unexpected_exception_in_the_loop_fails_safe_and_keeps_running(
     assert modbus_plc.coil(0) is False
     assert il.thread.is_alive()  # never silently dies
     assert il.status()["counters"]["internal_errors"] >= 1
+
+
+def test_sigterm_in_a_real_process_is_a_clean_shutdown(
+        ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
+        zmq_ctx: zmq.Context[Any]) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    journal = tmp_path / "j.sqlite"
+    cfg = make_cfg(ipc_dir, journal, modbus_port=modbus_plc.port)
+    path = tmp_path / "tripwire.toml"
+    path.write_text(config.dumps_toml(config.to_dict(cfg)))
+    proc = subprocess.Popen([sys.executable, "-m", "tripwire.cli", "run", "interlock", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def armed() -> bool:
+            try:
+                return command(zmq_ctx, cfg.bus.interlock_cmd, "status", timeout_ms=500)["state"] == "ARMED"
+            except TimeoutError:
+                return False
+        wait_until(armed, 60, "the interlock process to arm")
+        assert modbus_plc.coil(0) is True
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+    assert modbus_plc.coil(0) is False  # safe state on the way out, not counted as a trip
+    kinds = journal_kinds(journal)
+    assert kinds[-1] == "shutdown" and "trip" not in kinds
+    assert b"interlock_stopped" in out

@@ -120,6 +120,12 @@ class FakeInterlock:
         if cmd.cmd == "trip":
             self.state = "TRIPPED"
             return encode_reply(True, state=self.state, tripped=True)
+        if cmd.cmd == "acknowledge":  # as the real interlock: token checked, nothing cleared
+            if cmd.token != GOOD_TOKEN:
+                return encode_reply(False, error="bad_token", detail="token does not match")
+            return encode_reply(True, acknowledged=1)
+        if cmd.cmd == "inhibit":  # as the real interlock: refused by name
+            return encode_reply(False, error="unsupported_command", detail="inhibit")
         return encode_reply(False, error="not_here", detail="the fake does not shut down")
 
     def _run(self) -> None:
