@@ -17,7 +17,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tripwire demo
 
+PACKAGES := tripwire monitor interlock sensors models sim scada
+
 test: $(STAMP)
+	$(BIN)/ruff check --quiet --select F $(PACKAGES) tests
 	$(BIN)/python -m pytest -q
 
 slow: $(STAMP)

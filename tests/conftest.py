@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -49,6 +51,14 @@ def no_leaks() -> Iterator[None]:
     if extra_children:
         problems.append(f"leaked child processes: {sorted(extra_children)}")
     pytest.fail("; ".join(problems))
+
+
+@pytest.fixture
+def ipc_dir() -> Iterator[Path]:
+    """A short private folder for ipc:// endpoints (their paths are limited to ~100 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="tw-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -146,7 +146,7 @@ def encode_frame_header(
 def encode_frame(frame: Frame) -> tuple[bytes, memoryview]:
     """Two parts for ``send_multipart``; the payload part is a view, not a copy."""
     data = np.ascontiguousarray(frame.samples, dtype=np.float32)
-    payload = memoryview(data).cast("B")
+    payload = data.data.cast("B")
     header = encode_frame_header(
         source_id=frame.source_id, seq=frame.seq, t_acq_ns=frame.t_acq_ns,
         t_pub_ns=frame.t_pub_ns, sample_rate_hz=frame.sample_rate_hz,

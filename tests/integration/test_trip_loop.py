@@ -16,19 +16,12 @@ import pytest
 import zmq
 
 from tripwire import messages
+from tests.waiting import wait_until
 from tripwire.stack import Stack
 
 MS = 1_000_000
 
 
-def _wait(probe: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _tripped(stack: Stack) -> dict[str, Any] | None:
@@ -83,7 +76,7 @@ def test_sigkill_of_monitor_trips_interlock(make_stack: Callable[..., Stack]) ->
     stack.start_all()
     t_kill = time.monotonic_ns()
     stack.sup.children["monitor"].signal(signal.SIGKILL)
-    st = _wait(lambda: _tripped(stack), 10, "interlock trip")
+    st = wait_until(lambda: _tripped(stack), 10, "interlock trip")
     trip = st["trips"][0]
     assert trip["reason"] == "monitor_silent"
     assert trip["acked"] is True
@@ -100,7 +93,7 @@ def test_sigkill_of_interlock_trips_plc_watchdog(make_stack: Callable[..., Stack
     assert stack.sim("status")["plc"]["state"] == 1
     t_kill = time.monotonic_ns()
     stack.sup.children["interlock"].signal(signal.SIGKILL)
-    plc = _wait(lambda: (p := stack.sim("status")["plc"])["watchdog_tripped"] and p, 10, "PLC watchdog")
+    plc = wait_until(lambda: (p := stack.sim("status")["plc"])["watchdog_tripped"] and p, 10, "PLC watchdog")
     reaction_ms = (plc["t_watchdog_trip_ns"] - t_kill) / MS
     assert 0 < reaction_ms <= watchdog_ms + 2 * stack.cfg.sim.scan_ms + 100, reaction_ms
     assert plc["state"] == 2
@@ -151,10 +144,10 @@ def test_malformed_frames_are_counted_and_pipeline_keeps_running(make_stack: Cal
             for parts in bad:
                 pub.send_multipart([bytes(p) for p in parts])
                 n += 1
-        after = _wait(lambda: (h := heartbeat()).frames_rejected - before >= n and h, 10, "rejections")
+        after = wait_until(lambda: (h := heartbeat()).frames_rejected - before >= n and h, 10, "rejections")
         assert after.frames_rejected - before == n
         processed = after.frames_processed
-        later = _wait(lambda: (h := heartbeat()).frames_processed > processed + 50 and h, 10, "progress")
+        later = wait_until(lambda: (h := heartbeat()).frames_processed > processed + 50 and h, 10, "progress")
         assert later.frames_processed > processed
         assert stack.interlock("status")["state"] == "ARMED"
     finally:
@@ -169,7 +162,7 @@ def test_plc_that_stops_answering_is_never_reported_stopped(make_stack: Callable
     sim.signal(signal.SIGSTOP)  # TCP stays open, nothing answers
     try:
         stack.interlock("trip", reason="manual")
-        st = _wait(lambda: _tripped(stack), 10, "trip recorded")
+        st = wait_until(lambda: _tripped(stack), 10, "trip recorded")
         t_end = time.monotonic() + 1.5
         while time.monotonic() < t_end:
             st = stack.interlock("status")

@@ -4,8 +4,6 @@ the real REP socket."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -95,11 +93,6 @@ class RunningInterlock:
         return self.rc
 
 
-@pytest.fixture
-def ipc_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="tw-il-"))  # short: ipc paths are length-limited
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,9 +7,6 @@ models.bundle, so the monitor loads it exactly as it loads a trained one.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +73,3 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
     path = write_bundle(tmp_path_factory.mktemp("bundle") / "tiny", onnx_bytes, manifest)
     return TinyBundle(path, threshold, onnx_bytes)
 
-
-@pytest.fixture
-def ipc_dir() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="twm-"))  # ipc socket paths must stay short
-    yield d
-    shutil.rmtree(d, ignore_errors=True)

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import socket
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,15 +46,7 @@ GOOD_TOKEN = "let-me-reset"
 logging.getLogger("asyncua").setLevel(logging.CRITICAL)
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = predicate()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
+
 
 
 def free_port() -> int:
@@ -208,12 +197,6 @@ def stop_gateway(gw: Gateway) -> None:
         raise AssertionError("the gateway did not stop within 15 s")
 
 
-@pytest.fixture
-def ipc_dir() -> Iterator[Path]:
-    # ipc paths are limited to ~100 bytes; a short private dir keeps them under it
-    path = Path(tempfile.mkdtemp(prefix="twsc"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,11 +25,6 @@ from tripwire.control import ControlTimeout, request, sim_request
 CH = ["vib_x", "vib_y", "current", "temp"]
 
 
-@pytest.fixture
-def ipc_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="tw-"))  # short: ipc paths are length-limited
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
