@@ -21,8 +21,8 @@ from tests.interlock.conftest import (
     FreezableProxy,
     ModbusPlc,
     OpcuaPlc,
-    wait_until,
 )
+from tests.waiting import wait_until
 from tripwire import config
 from tripwire.control import command, request
 from tripwire.messages import Level
