@@ -6,12 +6,14 @@
     │   │                       unreadable
     │   ├── ManifestError       manifest.json is not JSON, or a field is missing or ill-typed
     │   │                       (``field`` names it)
-    │   ├── IntegrityError      model.onnx does not hash to the manifest's sha256
+    │   ├── IntegrityError      model.onnx (or a tier's file) does not hash to the manifest's
+    │   │                       sha256
     │   ├── SignatureError      the manifest's HMAC does not verify with the site key
     │   ├── GraphMismatch       the ONNX graph is invalid, or its input/output names and shapes
     │   │                       disagree with the manifest
-    │   └── SpecMismatch        the bundle's feature spec differs from the running config
-    │                           (``field`` names the differing field)
+    │   ├── SpecMismatch        the bundle's feature spec differs from the running config
+    │   │                       (``field`` names the differing field)
+    │   └── UnknownTier         a tier was asked for that the bundle does not hold
     ├── ScorerError
     │   ├── ProviderError       no inference session could be created with any provider
     │   └── InferenceError      one scoring call failed (bad input shape, runtime error)
@@ -61,6 +63,10 @@ class SpecMismatch(BundleError):
             f"config has {config_value!r}"
         )
         self.field = field
+
+
+class UnknownTier(BundleError):
+    pass
 
 
 class ScorerError(ModelError):

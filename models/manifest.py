@@ -5,12 +5,19 @@ canonical JSON (sorted keys, no whitespace, ASCII, no NaN) of the manifest witho
 ``signature`` field, so the file's own formatting never matters. ``parse`` checks every
 field's presence and type and names the first bad one.
 
+A tiered bundle adds ``tiers`` (name -> {file, sha256, model_id, threshold, calibration,
+...}) and ``default_tier``; its top-level ``sha256``, ``model_id``, ``threshold`` and
+``calibration`` repeat the default tier's, so a reader that knows nothing of tiers still sees
+one coherent model. Tier files are named ``<tier>.onnx`` and nothing else, so a manifest can
+never point outside its bundle directory.
+
 This module does no file I/O and imports nothing outside the standard library; reading and
 writing files is bundle.py's job.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -23,7 +30,7 @@ from typing import Any
 from models.errors import ManifestError, SignatureError
 
 FORMAT = 1
-KINDS = ("autoencoder", "pca")
+KINDS = ("autoencoder", "pca", "tiers")
 
 # The development key. It only proves that a bundle was not altered by accident; a site
 # that relies on the signature supplies its own secret key (``tripwire train --key-file``,
@@ -36,6 +43,7 @@ CONTRIB_NAME = "contrib"
 
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_TIER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -81,10 +89,32 @@ class Manifest:
     n_features: int
     feature_spec: dict[str, Any]
     fields: dict[str, Any]
+    tiers: dict[str, TierEntry] = dataclasses.field(default_factory=dict)  # empty: one model
+    default_tier: str = ""
 
     @property
     def model_id_bytes(self) -> bytes:
         return bytes.fromhex(self.model_id)
+
+    def for_tier(self, name: str) -> Manifest:
+        """The same manifest seen through one tier: its sha256, model_id and threshold."""
+        t = self.tiers[name]
+        return dataclasses.replace(self, sha256=t.sha256, model_id=t.model_id,
+                                   threshold=t.threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class TierEntry:
+    name: str
+    file: str
+    sha256: str
+    model_id: str
+    threshold: float
+    calibration: dict[str, Any]
+
+
+def tier_file(name: str) -> str:
+    return f"{name}.onnx"
 
 
 def _require(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str = "") -> Any:
@@ -157,23 +187,69 @@ def parse(fields: Any) -> Manifest:
     if c_shape[1] != n_features:
         raise ManifestError(f"outputs.{CONTRIB_NAME}", f"width {c_shape[1]} != {n_features} features")
 
-    threshold = float(_require(fields, "threshold", (int, float)))
-    if not (math.isfinite(threshold) and threshold > 0):
-        raise ManifestError("threshold", f"must be finite and > 0, got {threshold!r}")
-    cal = _require(fields, "calibration", dict)
-    far = float(_require(cal, "target_far", (int, float), "calibration"))
-    if not 0 < far < 1:
-        raise ManifestError("calibration.target_far", f"must be in (0, 1), got {far!r}")
-    if _require(cal, "n_windows", int, "calibration") <= 0:
-        raise ManifestError("calibration.n_windows", "must be > 0")
-    _require(cal, "score_quantiles", dict, "calibration")
+    threshold = _threshold(fields, "")
+    _calibration(fields, "")
     training = _require(fields, "training", dict)
     _require(training, "data_sha256", str, "training")
     _require(training, "seconds", (int, float), "training")
     _require(training, "seed", int, "training")
     _require(fields, "metrics", dict)
     _require(fields, "signature", str)
+    tiers, default = _tiers(fields, sha, threshold)
     return Manifest(
         kind=kind, model_id=model_id, sha256=sha, threshold=threshold, n_features=n_features,
-        feature_spec=spec, fields=fields,
+        feature_spec=spec, fields=fields, tiers=tiers, default_tier=default,
     )
+
+
+def _threshold(d: dict[str, Any], where: str) -> float:
+    threshold = float(_require(d, "threshold", (int, float), where))
+    if not (math.isfinite(threshold) and threshold > 0):
+        name = f"{where}.threshold" if where else "threshold"
+        raise ManifestError(name, f"must be finite and > 0, got {threshold!r}")
+    return threshold
+
+
+def _calibration(d: dict[str, Any], where: str) -> dict[str, Any]:
+    at = f"{where}.calibration" if where else "calibration"
+    cal: dict[str, Any] = _require(d, "calibration", dict, where)
+    far = float(_require(cal, "target_far", (int, float), at))
+    if not 0 < far < 1:
+        raise ManifestError(f"{at}.target_far", f"must be in (0, 1), got {far!r}")
+    if _require(cal, "n_windows", int, at) <= 0:
+        raise ManifestError(f"{at}.n_windows", "must be > 0")
+    _require(cal, "score_quantiles", dict, at)
+    return cal
+
+
+def _tiers(
+    fields: dict[str, Any], sha: str, threshold: float
+) -> tuple[dict[str, TierEntry], str]:
+    """The optional tier table; the top level must repeat the default tier."""
+    if "tiers" not in fields and "default_tier" not in fields:
+        return {}, ""
+    table = _require(fields, "tiers", dict)
+    if not table:
+        raise ManifestError("tiers", "must list at least one tier")
+    out: dict[str, TierEntry] = {}
+    for name, entry in table.items():
+        where = f"tiers.{name}"
+        if not _TIER_NAME.match(name):
+            raise ManifestError(where, "tier names are lowercase letters, digits and '_'")
+        if not isinstance(entry, dict):
+            raise ManifestError(where, f"expected dict, got {type(entry).__name__}")
+        if _require(entry, "file", str, where) != tier_file(name):
+            raise ManifestError(f"{where}.file", f"must be {tier_file(name)!r}")
+        tsha = _require(entry, "sha256", str, where)
+        if not _HEX64.match(tsha):
+            raise ManifestError(f"{where}.sha256", "expected 64 lowercase hex digits")
+        if _require(entry, "model_id", str, where) != model_id_for(tsha):
+            raise ManifestError(f"{where}.model_id", "is not the first 16 hex digits of sha256")
+        out[name] = TierEntry(name, tier_file(name), tsha, model_id_for(tsha),
+                              _threshold(entry, where), _calibration(entry, where))
+    default = _require(fields, "default_tier", str)
+    if default not in out:
+        raise ManifestError("default_tier", f"{default!r} is not one of the tiers {sorted(out)}")
+    if out[default].sha256 != sha or out[default].threshold != threshold:
+        raise ManifestError("default_tier", "top-level sha256 and threshold must be its own")
+    return out, default

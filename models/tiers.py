@@ -23,6 +23,7 @@ Every tier maps standardized features z to a reconstruction z_hat with a dense t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -66,7 +67,8 @@ def fake_quant(x: np.ndarray, scale: float) -> F32:
     """Symmetric int8 quantize-dequantize, rounding half to even as QuantizeLinear does."""
     s = np.float32(scale)
     q = np.clip(np.rint(np.asarray(x, dtype=np.float32) / s), INT8_MIN, INT8_MAX)
-    return (q * s).astype(np.float32)
+    out: F32 = (q * s).astype(np.float32)
+    return out
 
 
 def weight_scale(w: np.ndarray) -> float:
@@ -133,7 +135,7 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name=name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], output: str, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], output: str, **attrs: Any) -> str:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
         return output
 

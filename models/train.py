@@ -18,6 +18,11 @@ are cheap (~2 s for the demo's two machines); training dominates (~5-10 s on 2 c
 (feature spec, machines, sim seed and load profile, this recipe's version, and the source of
 the modules that generate, featurize and train), so the demo trains once and reuses it;
 ``ensure_default_bundle`` verifies a cached bundle and rebuilds it when it does not load.
+``kind="tiers"`` trains teacher, student and int8 tiers instead (tier_bundle.py).
+
+``train_from_files`` does the same from recorded normal data (CSV, NPY, Parquet; reading and
+splitting in train_data.py) and writes a tiered bundle, or a single-model one for
+``kind="autoencoder"`` or ``"pca"``.
 """
 
 from __future__ import annotations
@@ -38,10 +43,27 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from models import autoencoder, calibrate, export, pca, standardize
+from models import (
+    autoencoder,
+    calibrate,
+    export,
+    pca,
+    standardize,
+    tier_bundle,
+    tiers,
+    tiers_train,
+    train_data,
+)
 from models.bundle import load_bundle, write_bundle
 from models.errors import BundleError, TrainingError
-from models.manifest import CONTRIB_NAME, DEV_KEY, INPUT_NAME, SCORE_NAME, canonical_json
+from models.manifest import (
+    CONTRIB_NAME,
+    DEV_KEY,
+    INPUT_NAME,
+    SCORE_NAME,
+    canonical_json,
+)
+from models.tiers_train import TierTrainConfig
 from monitor import features
 from monitor.features import FeatureSpec, offline_features
 from sim import machine, plant
@@ -145,6 +167,13 @@ def train_bundle(
     t0 = time.monotonic()
     report = _Reporter(progress)
     metrics: dict[str, Any] = {}
+    if kind == "tiers":
+        info = {"recipe": RECIPE_VERSION, "runs": data.runs, **(training_info or {})}
+        return tier_bundle.train_tier_bundle(
+            data.train, data.val, data.calib, data.sha256, spec, out_dir,
+            data_seconds=data.seconds, seed=seed, key=key, target_far=target_far, margin=margin,
+            training_info=info, progress=report,
+        )
     if kind == "autoencoder":
         cfg = autoencoder.AeTrainConfig(seed=seed)
         model, fit = autoencoder.train_autoencoder(
@@ -243,7 +272,8 @@ def default_bundle_path(cfg: Config, cache_dir: Path, kind: str = "autoencoder")
         "sources": [{"id": s.id, "channels": s.channels, "rate": s.sample_rate_hz}
                     for s in cfg.sources],
         "code": _code_digest([plant, machine, features, autoencoder, pca, standardize,
-                              calibrate, export, sys.modules[__name__]]),
+                              calibrate, export, sys.modules[__name__]]
+                             + ([tier_bundle, tiers, tiers_train] if kind == "tiers" else [])),
     }
     digest = hashlib.sha256(canonical_json(key)).hexdigest()[:16]
     return Path(cache_dir) / f"{kind}-{digest}"
@@ -264,3 +294,58 @@ def ensure_default_bundle(
                 "bundle_cache_rejected", path=str(path), error=str(e)
             )
     return build_default_bundle(cfg, path, key=key, progress=progress, kind=kind)
+
+
+def train_from_files(
+    paths: list[str | Path], spec: FeatureSpec, out_dir: str | Path, *,
+    sep: str | None = None, time_col: str | None = None, channels: list[str] | None = None,
+    kind: str = "tiers", default_tier: str = tier_bundle.DEFAULT_TIER, seed: int = 0,
+    key: bytes = DEV_KEY, target_far: float = calibrate.DEFAULT_TARGET_FAR,
+    margin: float = calibrate.DEFAULT_MARGIN,
+    train_fraction: float = train_data.DEFAULT_TRAIN_FRACTION,
+    val_fraction: float = train_data.DEFAULT_VAL_FRACTION,
+    tier_cfg: TierTrainConfig = tier_bundle.MONITOR_TIER_CONFIG,
+    progress: Progress | None = None,
+) -> Path:
+    """Recorded normal data -> a signed bundle at ``out_dir`` (atomically replaced).
+
+    ``spec`` is ``spec_for(cfg)``; each file holds its channels (or ``channels``, in order).
+    ``kind``: "tiers" (teacher, student, int8; ``default_tier`` is what the monitor runs),
+    or a single-model "autoencoder" or "pca" bundle.
+    """
+    t0 = time.monotonic()
+    report = _Reporter(progress)
+    report("read", 0.0)
+    data = train_data.load_files(paths, spec, sep=sep, time_col=time_col, channels=channels,
+                                 train_fraction=train_fraction, val_fraction=val_fraction)
+    report("read", 1.0)
+    info: dict[str, Any] = {"generator": "files", "files": data.files,
+                            "split": {"train": train_fraction, "val": val_fraction}}
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if kind == "tiers":
+            tier_bundle.train_tier_bundle(
+                data.train, data.val, data.calib, data.sha256, spec, tmp,
+                data_seconds=data.seconds, seed=seed, key=key, target_far=target_far,
+                margin=margin, tier_cfg=tier_cfg, default_tier=default_tier,
+                training_info=info, progress=report,
+            )
+        else:
+            if len(data.val) == 0:
+                raise TrainingError(f"kind {kind!r} needs a validation part (val_fraction > 0)")
+            normal = NormalData(data.train, data.val, data.calib, data.sha256, data.seconds, {})
+            train_bundle(normal, spec, tmp, kind=kind, seed=seed, key=key, target_far=target_far,
+                         margin=margin, training_info=info, progress=progress)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    structlog.get_logger(component="train").info(
+        "bundle_trained", path=str(out), kind=kind, files=len(data.files),
+        seconds=round(data.seconds, 3), elapsed_s=round(time.monotonic() - t0, 2),
+    )
+    return out
