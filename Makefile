@@ -21,6 +21,7 @@ PACKAGES := tripwire monitor interlock sensors models sim scada
 
 test: $(STAMP)
 	$(BIN)/ruff check --quiet --select F $(PACKAGES) tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 slow: $(STAMP)

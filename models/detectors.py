@@ -62,7 +62,8 @@ def rolling_mean(rows: np.ndarray, window_rows: int) -> np.ndarray:
     cum = np.vstack([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])
     end = np.arange(1, len(rows) + 1)
     start = np.maximum(0, end - window_rows)
-    return (cum[end] - cum[start]) / (end - start)[:, None]
+    mean: np.ndarray = (cum[end] - cum[start]) / (end - start)[:, None]
+    return mean
 
 
 # --------------------------------------------------------------------------- decisions
@@ -218,10 +219,12 @@ class RollingZ:
 
     def contributions(self, rows: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
         """Per-channel |z| (n, channels); the score is their row-wise maximum."""
-        return np.abs(self.features(rows, history) - self.center) / self.spread
+        z: np.ndarray = np.abs(self.features(rows, history) - self.center) / self.spread
+        return z
 
     def score(self, rows: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
-        return self.contributions(rows, history).max(axis=1)
+        score: np.ndarray = self.contributions(rows, history).max(axis=1)
+        return score
 
 
 def drift_allowance(
@@ -250,7 +253,8 @@ def drift_allowance(
         ratios.append(np.quantile(z_out, quantile, axis=0) / np.maximum(z_in, 1e-12))
     if not ratios:
         raise ValueError(f"need at least {segment_rows} normal rows, got {len(normal)}")
-    return np.maximum(1.0, np.median(np.asarray(ratios), axis=0))
+    allowance: np.ndarray = np.maximum(1.0, np.median(np.asarray(ratios), axis=0))
+    return allowance
 
 
 # --------------------------------------------------------------------------- pairing, registry

@@ -49,7 +49,8 @@ PROFILES = (
 
 def _positive(values: np.ndarray) -> np.ndarray:
     """True where a 0/1 series equals 1 exactly (NaN and anything else are negative)."""
-    return np.asarray(values, dtype=np.float64) == 1.0
+    positive: np.ndarray = np.asarray(values, dtype=np.float64) == 1.0
+    return positive
 
 
 def binary_metrics(pred: np.ndarray, label: np.ndarray) -> dict[str, float | int]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort  # type: ignore[import-untyped]
+import onnxruntime as ort
 import structlog
 
 from models import gpu_probe
@@ -51,7 +51,7 @@ DEFAULT_MAX_BATCH = 64
 
 def _ort_cuda_major() -> int:
     try:
-        from onnxruntime.capi import (  # type: ignore[import-untyped]  # noqa: PLC0415
+        from onnxruntime.capi import (  # noqa: PLC0415
             build_and_package_info as info,
         )
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from monitor.features import FeatureSpec, WindowFeatures
 from monitor.validate import FrameValidator
 from sim.plant import Plant
 from tripwire import config
-from tripwire.config import Config, FaultConfig
+from tripwire.config import Config, FaultConfig, FaultKind
 from tripwire.messages import Frame, Level
 
 
@@ -52,7 +52,7 @@ class FaultPlan:
     observe_s: float  # how long after onset a trip still counts as detection
 
 
-PLANS: dict[str, FaultPlan] = {
+PLANS: dict[FaultKind, FaultPlan] = {
     "bearing": FaultPlan(0.5, 10.0),
     "imbalance": FaultPlan(0.5, 10.0),
     "bearing_wear": FaultPlan(60.0, 90.0),
@@ -61,7 +61,7 @@ PLANS: dict[str, FaultPlan] = {
     "spike": FaultPlan(0.0, 5.0),
     "freeze": FaultPlan(0.0, 5.0),
 }
-NOTES = {
+NOTES: dict[FaultKind, str] = {
     "spike": "sensor glitch: a trip here is a false trip caused by one bad sample",
     "freeze": "stuck sensor: the monitor is blind, so a trip is the wanted outcome",
 }
@@ -166,7 +166,7 @@ def _normal(cfg: Config, spec: FeatureSpec, scorer: Scorer, threshold: float, ho
             "idle_windows": pipe.idle_windows, "trips": trips[:20]}
 
 
-def _trial(cfg: Config, spec: FeatureSpec, scorer: Scorer, threshold: float, kind: str,
+def _trial(cfg: Config, spec: FeatureSpec, scorer: Scorer, threshold: float, kind: FaultKind,
            sid: int, onset_s: float, run: int) -> tuple[Trip | None, bool]:
     """One play: (first TRIP at or after onset within the plan, was there a TRIP before)."""
     plan = PLANS[kind]
@@ -185,12 +185,16 @@ def _trial(cfg: Config, spec: FeatureSpec, scorer: Scorer, threshold: float, kin
     return hit, pipe.early
 
 
+def _is_planned(kind: str) -> TypeGuard[FaultKind]:
+    return kind in PLANS
+
+
 def onset_ns(at_s: float, sample_rate_hz: float) -> int:
     """Plant time of a fault's first sample (the plant rounds ``at_s`` to a sample)."""
     return round(round(at_s * sample_rate_hz) / sample_rate_hz * 1e9)
 
 
-def _faults(cfg: Config, spec: FeatureSpec, scorer: Scorer, threshold: float, kinds: list[str],
+def _faults(cfg: Config, spec: FeatureSpec, scorer: Scorer, threshold: float, kinds: list[FaultKind],
             trials: int, sid: int, seed: int, report: Progress) -> dict[str, Any]:
     out: dict[str, Any] = {}
     rng = np.random.default_rng([seed, 0x53494D])
@@ -230,10 +234,11 @@ def run(
         cfg = config.from_dict(cfg)
     if not hours > 0 or trials_per_fault < 0:
         raise ValueError(f"hours must be > 0 and trials_per_fault >= 0, got {hours}, {trials_per_fault}")
-    kinds = list(PLANS) if kinds is None else list(kinds)
-    unknown = [k for k in kinds if k not in PLANS]
+    names = list(PLANS) if kinds is None else list(kinds)
+    unknown = [k for k in names if not _is_planned(k)]
     if unknown:
         raise ValueError(f"unknown fault kind(s) {unknown}; choose from {list(PLANS)}")
+    planned = [k for k in names if _is_planned(k)]
     sid = cfg.sources[0].id if fault_source is None else fault_source
     cfg.source(sid)  # KeyError for a source that is not configured
     cfg = replace(cfg, sim=replace(cfg.sim, faults=[]))
@@ -246,7 +251,7 @@ def run(
     with bundle.scorer(providers="cpu", intra_op_threads=1, max_batch=256) as scorer:
         normal = _normal(cfg, spec, scorer, bundle.threshold, hours, seed, report)
         t1 = time.monotonic()
-        faults = _faults(cfg, spec, scorer, bundle.threshold, kinds, trials_per_fault, sid, seed,
+        faults = _faults(cfg, spec, scorer, bundle.threshold, planned, trials_per_fault, sid, seed,
                          report)
     t2 = time.monotonic()
     d = cfg.decision

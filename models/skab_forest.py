@@ -79,7 +79,8 @@ class Tree:
             at = node[inner]
             go_left = x[rows[inner], f[inner]] < self.threshold[at]
             node[inner] = np.where(go_left, self.left[at], self.right[at])
-        return self.depth[node] + average_path(self.size[node])
+        length: np.ndarray = self.depth[node] + average_path(self.size[node])
+        return length
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort  # type: ignore[import-untyped]
+import onnxruntime as ort
 
 from models import skab, tiers, tiers_train
 from models.detectors import SKAB_ALLOWANCE, Hysteresis

@@ -35,6 +35,8 @@ from asyncua import ua
 from asyncua.crypto.permission_rules import SimpleRoleRuleset, User, UserRole
 from asyncua.server.server import Server
 from asyncua.server.user_managers import UserManager
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError
 
 from scada.commands import Outcome
@@ -51,10 +53,10 @@ OPERATOR = "Operator"
 
 # method name -> its input arguments (name, type); the forwarder gets them in this order
 METHODS: dict[str, tuple[tuple[str, int], ...]] = {
-    "Reset": (("token", ua.ObjectIds.String),),
-    "Trip": (("reason", ua.ObjectIds.String),),
-    "Acknowledge": (("token", ua.ObjectIds.String),),
-    "Inhibit": (("token", ua.ObjectIds.String), ("seconds", ua.ObjectIds.Double)),
+    "Reset": (("token", ObjectIds.String),),
+    "Trip": (("reason", ObjectIds.String),),
+    "Acknowledge": (("token", ObjectIds.String),),
+    "Inhibit": (("token", ObjectIds.String), ("seconds", ObjectIds.Double)),
 }
 
 Forward = Callable[[str, list[Any]], Awaitable[Outcome]]
@@ -66,16 +68,23 @@ _VARIANT: dict[Kind, ua.VariantType] = {
 }
 _EMPTY: dict[Kind, Any] = {"string": "", "bool": False, "uint32": 0, "uint64": 0,
                            "double": 0.0, "string_array": []}
-_QUALITY = {"good": ua.StatusCodes.Good, "stale": ua.StatusCodes.UncertainLastUsableValue,
-            "no_data": ua.StatusCodes.BadWaitingForInitialData}
-_BAD = {"unreachable": ua.StatusCodes.BadCommunicationError,
-        "not_supported": ua.StatusCodes.BadNotImplemented,
-        "invalid_argument": ua.StatusCodes.BadInvalidArgument,
-        "access_denied": ua.StatusCodes.BadUserAccessDenied}
+_QUALITY = {"good": StatusCodes.Good, "stale": StatusCodes.UncertainLastUsableValue,
+            "no_data": StatusCodes.BadWaitingForInitialData}
+_BAD = {"unreachable": StatusCodes.BadCommunicationError,
+        "not_supported": StatusCodes.BadNotImplemented,
+        "invalid_argument": StatusCodes.BadInvalidArgument,
+        "access_denied": StatusCodes.BadUserAccessDenied}
 
 
-def _nid(path: str, ns: int) -> ua.NodeId:
-    return ua.NodeId(path, ns)  # type: ignore[arg-type]
+def _nid(identifier: str | int, ns: int = 0) -> ua.NodeId:
+    # asyncua annotates the identifier as its wrapper classes (ua.String, ua.Int32), yet takes
+    # and means plain str and int, which is what it passes itself.
+    return ua.NodeId(identifier, ns)  # type: ignore[arg-type]
+
+
+def _status(code: int) -> ua.StatusCode:
+    # asyncua annotates the value as ua.UInt32 while its own StatusCodes constants are plain int.
+    return ua.StatusCode(code)  # type: ignore[arg-type]
 
 
 class ConfiguredUsers(UserManager):
@@ -97,15 +106,16 @@ class ConfiguredUsers(UserManager):
 class ReadOnlyAnonymous(SimpleRoleRuleset):
     """asyncua's role ruleset, with anonymous sessions allowed what a user may, bar Call and Write."""
 
-    DENIED = frozenset({ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary),
-                        ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary)})
+    DENIED = frozenset({_nid(ObjectIds.CallRequest_Encoding_DefaultBinary),
+                        _nid(ObjectIds.WriteRequest_Encoding_DefaultBinary)})
 
     def check_validity(self, user: User, action_type_id: ua.NodeId, body: Any) -> bool:
         if user.role is UserRole.Anonymous:
             if action_type_id in self.DENIED:
                 return False
             user = User(role=UserRole.User)
-        allowed: bool = super().check_validity(user, action_type_id, body)
+        # asyncua's SimpleRoleRuleset is unannotated
+        allowed: bool = super().check_validity(user, action_type_id, body)  # type: ignore[no-untyped-call]
         return allowed
 
 
@@ -143,7 +153,7 @@ class OpcuaGateway:
             await parent.add_variable(_nid(path, self._ns), leaf, _EMPTY[kind], varianttype=_VARIANT[kind])
             await server.write_attribute_value(_nid(path, self._ns), self._datavalue(kind, NO_DATA))
         operator = await self._folder(parents, OPERATOR)
-        outputs = [self._argument("ok", ua.ObjectIds.Boolean), self._argument("detail", ua.ObjectIds.String)]
+        outputs = [self._argument("ok", ObjectIds.Boolean), self._argument("detail", ObjectIds.String)]
         for name, args in METHODS.items():
             inputs = [self._argument(a, t) for a, t in args]
             await operator.add_method(_nid(f"{OPERATOR}/{name}", self._ns), name,
@@ -153,7 +163,7 @@ class OpcuaGateway:
     def _argument(name: str, type_id: int) -> ua.Argument:
         arg = ua.Argument()
         arg.Name = name
-        arg.DataType = ua.NodeId(type_id)
+        arg.DataType = _nid(type_id)
         arg.ValueRank = -1
         arg.Description = ua.LocalizedText(name)
         return arg
@@ -161,10 +171,10 @@ class OpcuaGateway:
     def _method(self, name: str, n_args: int) -> Callable[..., Awaitable[Any]]:
         async def call(parent: ua.NodeId, *args: ua.Variant) -> Any:
             if len(args) != n_args:
-                return ua.StatusCode(ua.StatusCodes.BadArgumentsMissing)
+                return _status(StatusCodes.BadArgumentsMissing)
             result = await self._forward(name, [a.Value for a in args])
             if result.status in _BAD:
-                return ua.StatusCode(_BAD[result.status])
+                return _status(_BAD[result.status])
             return [ua.Variant(result.ok, ua.VariantType.Boolean),
                     ua.Variant(result.detail, ua.VariantType.String)]
         return call
@@ -173,7 +183,7 @@ class OpcuaGateway:
     def _datavalue(kind: Kind, reading: Reading) -> ua.DataValue:
         value = _EMPTY[kind] if reading.value is None else reading.value
         variant = ua.Variant(value, _VARIANT[kind])
-        return ua.DataValue(variant, StatusCode=ua.StatusCode(_QUALITY[reading.quality]))
+        return ua.DataValue(variant, StatusCode=_status(_QUALITY[reading.quality]))
 
     async def publish(self, snapshot: dict[str, Reading]) -> int:
         """Write the readings that changed; how many were written."""
@@ -202,8 +212,9 @@ class OpcuaGateway:
             await server.init()
             server.set_endpoint(cfg.endpoint)
             server.set_server_name("Tripwire SCADA gateway")
+            # ReadOnlyAnonymous inherits asyncua's unannotated SimpleRoleRuleset.__init__
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity],
-                                       permission_ruleset=ReadOnlyAnonymous() if users else None)
+                                       permission_ruleset=ReadOnlyAnonymous() if users else None)  # type: ignore[no-untyped-call]
             if users is not None:
                 server.set_identity_tokens([ua.AnonymousIdentityToken, ua.UserNameIdentityToken])
             await self._build(server)

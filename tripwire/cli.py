@@ -34,11 +34,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("component", choices=("sim", "monitor", "interlock", "scada"))
     r.add_argument("--config", type=Path, required=True)
 
-    t = sub.add_parser("train", help="train the default model bundle on simulated normal data")
-    t.add_argument("--config", type=Path, required=True)
+    t = sub.add_parser("train", help="train a signed model bundle from normal data (files or the simulator)")
+    t.add_argument("--config", type=Path, required=True, help="the feature spec comes from here")
     t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--data", type=Path, nargs="+", help="CSV, NPY or Parquet files of normal operation; "
+                   "without it, the simulator's normal operation")
+    t.add_argument("--sep", help="CSV separator (default: detected)")
+    t.add_argument("--time-col", help="CSV time column, checked against the configured sample rate")
+    t.add_argument("--channels", help="comma-separated file columns mapped, in order, to the config's channels")
+    t.add_argument("--kind", choices=("tiers", "autoencoder", "pca"), default=None,
+                   help="tiers: teacher, distilled student and int8 student in one bundle "
+                   "(default for --data); autoencoder (default for the simulator); pca")
+    t.add_argument("--default-tier", choices=("int8", "student", "teacher"), default="int8")
     t.add_argument("--seconds", type=float, default=600.0, help="simulated normal operation per source")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--key-file", type=Path, help="site signing key (default: the development key)")
 
     e = sub.add_parser("eval", help="evaluate detection on a labelled benchmark")
     esub = e.add_subparsers(dest="benchmark", required=True)
@@ -144,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(serve(cfg))
 
     if args.command == "train":
-        from models.train import build_default_bundle
-
-        path = build_default_bundle(cfg, args.out, seconds=args.seconds, seed=args.seed,
-                                    progress=lambda stage, frac: print(f"{stage}: {frac:4.0%}", file=sys.stderr))
-        print(path)
-        return 0
+        return _train(args, cfg)
 
     import zmq
 
@@ -171,6 +176,39 @@ def main(argv: list[str] | None = None) -> int:
     reply.pop("latency", None)
     print(json.dumps(reply, indent=2))
     return 0 if reply.get("ok") else 1
+
+
+def _train(args: argparse.Namespace, cfg: Any) -> int:
+    from rich.progress import Progress
+
+    from models.bundle import DEV_KEY, read_key_file
+    from models.errors import ModelError
+    from models.train import build_default_bundle, spec_for, train_from_files
+
+    key = read_key_file(args.key_file) if args.key_file else DEV_KEY
+    with Progress(transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, frac: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=1.0)
+            bar.update(tasks[stage], completed=frac)
+
+        try:
+            if args.data:
+                path = train_from_files(
+                    list(args.data), spec_for(cfg), args.out, sep=args.sep, time_col=args.time_col,
+                    channels=args.channels.split(",") if args.channels else None,
+                    kind=args.kind or "tiers", default_tier=args.default_tier, seed=args.seed,
+                    key=key, progress=progress)
+            else:
+                path = build_default_bundle(cfg, args.out, seconds=args.seconds, seed=args.seed, key=key,
+                                            progress=progress, kind=args.kind or "autoencoder")
+        except (ModelError, ValueError, OSError) as e:
+            print(f"tripwire: training refused: {e}", file=sys.stderr)
+            return 2
+    print(path)
+    return 0
 
 
 def _eval_skab(args: argparse.Namespace) -> int:

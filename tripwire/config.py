@@ -203,10 +203,13 @@ class InterlockConfig:
         return self.deadline_ms - self.verdict_budget_ms
 
 
+FaultKind = Literal["bearing", "imbalance", "spike", "freeze", "bearing_wear", "imbalance_growth",
+                   "cavitation"]
+
+
 @dataclass(frozen=True, slots=True)
 class FaultConfig:
-    kind: Literal["bearing", "imbalance", "spike", "freeze", "bearing_wear", "imbalance_growth",
-                  "cavitation"]
+    kind: FaultKind
     source: int
     at_s: float
     ramp_s: float = 0.5

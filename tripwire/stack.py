@@ -132,8 +132,8 @@ class Stack:
             except ControlTimeout:
                 pass
             time.sleep(0.05)
-        child = self.sup.children.get(name)
-        raise TimeoutError(f"{name} not {what} after {timeout_s:.0f} s\n{child.tail() if child else ''}")
+        waited = self.sup.children.get(name)
+        raise TimeoutError(f"{name} not {what} after {timeout_s:.0f} s\n{waited.tail() if waited else ''}")
 
     # -- control ------------------------------------------------------------------------
     def interlock(self, cmd: str, timeout_ms: float = 1000.0, **kw: str) -> dict[str, Any]:
