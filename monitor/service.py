@@ -117,6 +117,8 @@ def run(cfg: Config, scorer: Scorer, spec: FeatureSpec, threshold: float,
         return EXIT_BUS
     gc.collect()
     gc.freeze()  # start-up objects never get scanned again: shorter collections later
+    gc_pauses = _GcPauses()
+    gc.callbacks.append(gc_pauses)
     realtime.apply(cfg.monitor.realtime_priority, "monitor")  # after the JIT warm-up, not before
     try:
         log.info("monitor_ready", warmup_ms=round((time.monotonic_ns() - t0) / 1e6, 1),
@@ -126,9 +128,29 @@ def run(cfg: Config, scorer: Scorer, spec: FeatureSpec, threshold: float,
         loop.run(stop)
     finally:
         loop.close()
+        gc.callbacks.remove(gc_pauses)
         gc.unfreeze()
-        log.info("monitor_stopped", **loop.summary())
+        log.info("monitor_stopped", gc_pause_max_ms=gc_pauses.max_ms(), **loop.summary())
     return EXIT_OK
+
+
+class _GcPauses:
+    """The longest collector pause per generation: a pause stops the heartbeat too."""
+
+    def __init__(self) -> None:
+        self._t0 = 0
+        self.max_ns = [0, 0, 0]
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        now = time.monotonic_ns()
+        if phase == "start":
+            self._t0 = now
+        else:
+            gen = info.get("generation", 0)
+            self.max_ns[gen] = max(self.max_ns[gen], now - self._t0)
+
+    def max_ms(self) -> list[float]:
+        return [round(v / 1e6, 3) for v in self.max_ns]
 
 
 @contextmanager

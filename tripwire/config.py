@@ -170,7 +170,7 @@ class OpcuaTargetConfig:
 @dataclass(frozen=True, slots=True)
 class InterlockConfig:
     deadline_ms: float = 10.0
-    liveness_ms: float = 7.0  # leaves D - liveness for the stop write after a silent monitor
+    liveness_ms: float = 9.0  # leaves D - liveness for the stop write after a silent monitor
     verdict_budget_ms: float = 6.0
     plc_heartbeat_ms: float = 100.0
     timeliness_action: Literal["trip", "count"] = "trip"
