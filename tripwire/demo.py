@@ -118,7 +118,7 @@ def _render(st: LiveState, opts: DemoOptions) -> Group:
         figures.add_row(f"decision latency p50 {lat['p50']:.2f} ms", f"p99 {lat['p99']:.2f} ms",
                         f"max {lat['max']:.2f} ms", "")
     for t in il.get("trips", []):
-        ms = (t["t_ack_ns"] - t["t_acq_ns"]) / 1e6 if t.get("acked") and t.get("t_ack_ns") and t.get("t_acq_ns") else None
+        ms = t.get("trip_latency_ms")
         figures.add_row(Text(f"TRIP {st.names.get(t.get('source_id') or 0, t.get('reason', ''))}", style="bold red"),
                         f"stop {'acked' if t.get('acked') else 'NOT acked'} via {t.get('target')}",
                         f"trip latency {ms:.2f} ms" if ms is not None else "trip latency -",

@@ -33,13 +33,12 @@ def trip_rows(interlock: dict[str, Any], sim: dict[str, Any], deadline_ms: float
         onset = _onset_for(trip, onsets)
         manual = trip.get("reason") == "manual"
         acked = bool(trip.get("acked"))
-        t_ack = trip.get("t_ack_ns") if acked else None
         t_acq = trip.get("t_acq_ns")  # None for trips not caused by a window (liveness, manual)
-        t_decision = trip.get("t_decision_ns")
-        latency_ms = (t_ack - t_acq) / 1e6 if t_ack and t_acq else None
-        stop_ms = (t_ack - t_decision) / 1e6 if t_ack and t_decision else None
+        # The interlock's trip record carries both figures (None unless acked).
+        latency_ms = trip.get("trip_latency_ms")
+        stop_ms = trip.get("stop_latency_ms")
         # The PLC's own record of when the permit write arrived (independent of the interlock).
-        since = t_acq or t_decision or 0
+        since = t_acq or trip.get("t_decision_ns") or 0
         arrived = [w["t_ns"] for w in writes
                    if w["name"] == "permit" and not w["value"] and w["t_ns"] >= since]
         budget_ms = latency_ms if t_acq else stop_ms

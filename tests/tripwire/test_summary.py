@@ -17,11 +17,14 @@ def _status(trips: list[dict], misses: int = 0) -> dict:
 
 
 def _trip(**kw: object) -> dict:
-    t = {"source_id": 1, "reason": "verdict", "target": "modbus", "acked": True,
-         "t_acq_ns": 100 * MS, "t_verdict_ns": 101 * MS, "t_ack_ns": 102 * MS + MS // 2,
-         "channels": ["vib_x"], "score": 3.0, "threshold": 1.0}
-    t.update(kw)
-    return t
+    """A trip as the interlock's status reports it (interlock.records.TripRecord.to_dict)."""
+    from interlock.records import TripRecord
+
+    fields: dict = dict(reason="verdict", t_decision_ns=101 * MS + MS // 4, source_id=1,
+                        t_acq_ns=100 * MS, t_verdict_ns=101 * MS, score=3.0, threshold=1.0,
+                        channels=("vib_x",), target="modbus", acked=True, t_ack_ns=102 * MS + MS // 2)
+    fields.update(kw)
+    return TripRecord(**fields).to_dict()
 
 
 SIM = {"fault_onsets": [{"source": 1, "kind": "bearing", "t_onset_ns": 50 * MS}],
