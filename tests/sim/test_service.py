@@ -19,6 +19,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from structlog.testing import capture_logs
 
 from sim.service import serve
+from tests.waiting import wait_until
 from tripwire import config, messages
 from tripwire.control import ControlTimeout, request, sim_request
 
@@ -43,16 +44,13 @@ def _cfg(ipc_dir: Path, **sim: Any) -> config.Config:
 
 
 def _wait(probe: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    """wait_until, with a control request that times out counting as "not yet"."""
+    def tolerant() -> Any:
         try:
-            got = probe()
+            return probe()
         except ControlTimeout:
-            got = None
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+            return None
+    return wait_until(tolerant, timeout_s, what, poll_s=0.02)
 
 
 class Running:
