@@ -16,6 +16,7 @@ import pytest
 import zmq
 
 from tripwire import messages
+from tests.integration.conftest import TEST_DEADLINE_MS
 from tests.waiting import wait_until
 from tripwire.stack import Stack
 
@@ -35,7 +36,8 @@ def test_demo_command_trips_once_on_bearing_fault(target: str, tmp_path: Path, c
     out = tmp_path / "out.json"
     env = dict(os.environ, TRIPWIRE_CACHE=str(cache_dir))
     proc = subprocess.run(
-        [sys.executable, "-m", "tripwire.cli", "demo", "--target", target, "--duration", "9",
+        [sys.executable, "-m", "tripwire.cli", "demo", "--target", target, "--deadline-ms", str(TEST_DEADLINE_MS),
+         "--duration", "9",
          "--fault-at", "3", "--no-tui", "--json", str(out), "--run-dir", str(tmp_path / "run")],
         env=env, capture_output=True, text=True, timeout=240,
     )
