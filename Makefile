@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test slow clean venv
+.PHONY: demo test slow faults clean venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tripwire demo
 
-PACKAGES := tripwire monitor interlock sensors models sim scada
+PACKAGES := tripwire monitor interlock sensors models sim scada campaign
 
 test: $(STAMP)
 	$(BIN)/ruff check --quiet --select F $(PACKAGES) tests
@@ -26,6 +26,12 @@ test: $(STAMP)
 
 slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The fault-injection campaign at full counts (about an hour on a 2-core machine), then the
+# decoders' fuzzing at 10^5 inputs each. The table is printed; the rows land in faults.json.
+faults: $(STAMP)
+	$(BIN)/tripwire faults --json faults.json
+	TRIPWIRE_FUZZ_EXAMPLES=100000 $(BIN)/python -m pytest -q tests/fuzz
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -30,7 +30,7 @@ from typing import Any
 from models.errors import ManifestError, SignatureError
 
 FORMAT = 1
-KINDS = ("autoencoder", "pca", "tiers")
+KINDS = ("autoencoder", "pca", "iforest", "tiers")
 
 # The development key. It only proves that a bundle was not altered by accident; a site
 # that relies on the signature supplies its own secret key (``tripwire train --key-file``,

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from models import skab, tiers, tiers_train
+from models import export, iforest, pca, skab, tiers, tiers_train
 from models.detectors import SKAB_ALLOWANCE, Hysteresis
 from models.scorer import OnnxScorer, session_options
 from models.tiers import TIERS
@@ -39,6 +39,14 @@ ALLOWANCE = np.tile(np.asarray(SKAB_ALLOWANCE), len(tiers.WINDOWS_ROWS))
 
 def decision() -> Hysteresis:
     return Hysteresis(margin=TIER_MARGIN)
+
+
+# The classical baselines in the bundle's graph form (export.pca_to_onnx, iforest.to_onnx), fed
+# the tiers' features and decided by the same hysteresis rule, fixed up front: PCA's score is
+# ~1 on normal data like the tiers'; the isolation score is bounded by 1, so its threshold is
+# the training scores' 99.5 % quantile itself (margin 1.0).
+BASELINES = ("pca", "iforest")
+BASELINE_MARGIN = {"pca": TIER_MARGIN, "iforest": 1.0}
 
 
 def open_cpu_scorer(onnx_bytes: bytes, n_features: int) -> OnnxScorer:
@@ -83,6 +91,26 @@ def predict_tiers(
     return results, graphs
 
 
+def predict_baselines(f: skab.SkabFile) -> dict[str, skab.FileResult]:
+    """PCA T2+Q and the isolation forest, fitted on the file's first rows, scored in ONNX."""
+    n = skab.TRAIN_ROWS
+    train_rows, test_rows = f.values[:n], f.values[n:]
+    train_feats = tiers.rolling_features(train_rows)[tiers.LOOKBACK_ROWS - 1:]
+    test_feats = tiers.rolling_features(test_rows, train_rows)
+    graphs = {"pca": export.pca_to_onnx(pca.fit_pca(train_feats)),
+              "iforest": iforest.to_onnx(iforest.fit_iforest(train_feats))}
+    if f.anomaly is None or f.changepoint is None:
+        raise skab.SkabDataError(f"{f.name}: cannot evaluate an unlabelled file")
+    out: dict[str, skab.FileResult] = {}
+    for name, graph in graphs.items():
+        with open_cpu_scorer(graph, train_feats.shape[1]) as scorer:
+            rule = Hysteresis(margin=BASELINE_MARGIN[name])
+            rule.fit(_onnx_scores(scorer, train_feats))
+            alarm = rule.decide(_onnx_scores(scorer, test_feats))
+        out[name] = skab.FileResult(f.name, f.t_ns[n:], alarm, f.anomaly[n:], f.changepoint[n:])
+    return out
+
+
 def throughput(graphs: dict[str, bytes], rows: np.ndarray) -> dict[str, float]:
     """Rows per second at batch 32 for each graph: interleaved rounds, median round."""
     batch = np.ascontiguousarray(np.resize(rows, (BENCH_BATCH, rows.shape[1])), dtype=np.float32)
@@ -123,18 +151,26 @@ def evaluate(
     if not files:
         raise skab.SkabDataError("no SKAB file selected")
     per_tier: dict[str, list[skab.FileResult]] = {name: [] for name in TIERS}
+    per_baseline: dict[str, list[skab.FileResult]] = {name: [] for name in BASELINES}
     first_graphs: dict[str, bytes] = {}
     for f in files:
         results, graphs = predict_tiers(f, cfg)
         first_graphs = first_graphs or graphs
         for name in TIERS:
             per_tier[name].append(results[name])
+        for name, result in predict_baselines(f).items():
+            per_baseline[name].append(result)
     reports = {name: skab.score_results(per_tier[name]) for name in TIERS}
     bench_rows = tiers.rolling_features(files[0].values)[tiers.LOOKBACK_ROWS - 1:]
     rates = throughput(first_graphs, bench_rows)
     report = reports[tier]
     report["detector"] = tier
     report["tiers"] = {name: _summary(r) for name, r in reports.items()}
+    report["baselines"] = {
+        name: {**_summary(skab.score_results(rs)), "decision": {"rule": "hysteresis",
+                                                               "margin": BASELINE_MARGIN[name]}}
+        for name, rs in per_baseline.items()
+    }
     report["throughput"] = {
         "batch": BENCH_BATCH, "unit": "rows/s", "provider": "CPUExecutionProvider",
         "intra_op_threads": 1, **rates,

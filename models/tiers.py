@@ -4,7 +4,9 @@ Pure core: numpy and onnx.helper only (no onnxruntime, no torch, no clock, no fi
 lives in tiers_train.py; running the tiers through onnxruntime lives in skab_tiers.py.
 
 Features (causal): for each SKAB channel in ``CHANNELS``, its rolling mean over each window
-in ``WINDOWS_ROWS`` (``rolling_features``), standardized on the training rows and clipped.
+in ``WINDOWS_ROWS`` (``rolling_features``), standardized on the training rows and clipped. The
+means come from the monitor's own numba window kernels (``monitor.features``, hop 1 at 1 Hz),
+the same code that reduces 25.6 kHz vibration frames in the monitor.
 
 Every tier maps standardized features z to a reconstruction z_hat with a dense tanh network
 (linear output), and scores exactly as the ONNX graph does:
@@ -31,9 +33,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from models.autoencoder import Dense
-from models.detectors import SKAB_CHANNELS, rolling_mean
+from models.detectors import SKAB_CHANNELS
 from models.manifest import CONTRIB_NAME, INPUT_NAME, SCORE_NAME
 from models.standardize import Standardizer
+from monitor.features import STATS, FeatureSpec, offline_features
 
 F32 = npt.NDArray[np.float32]
 
@@ -53,14 +56,27 @@ def rolling_features(rows: np.ndarray, history: np.ndarray | None = None) -> np.
     """(n, channels) raw rows -> (n, len(CHANNELS) * len(WINDOWS_ROWS)) causal rolling means.
 
     ``history`` holds the rows just before ``rows``; with at least LOOKBACK_ROWS - 1 of them
-    every output row uses full windows, and scoring in pieces equals scoring in one go.
+    every output row uses full windows, and scoring in pieces equals scoring in one go. Rows
+    without a full window behind them (the first LOOKBACK_ROWS - 1 of a recording, which the
+    benchmark's callers drop) see the first row repeated before the recording's start.
     """
     x = np.asarray(rows, dtype=np.float64)[:, list(CHANNELS)]
     lead = 0
     if history is not None and len(history):
         past = np.asarray(history, dtype=np.float64)[-(LOOKBACK_ROWS - 1):, list(CHANNELS)]
         x, lead = np.vstack([past, x]), len(past)
-    return np.hstack([rolling_mean(x, w) for w in WINDOWS_ROWS])[lead:]
+    pad = LOOKBACK_ROWS - 1 - lead
+    if pad > 0 and len(x):
+        x = np.vstack([np.repeat(x[:1], pad, axis=0), x])
+    signal = np.ascontiguousarray(x.T, dtype=np.float32)  # (channels, rows), as frames are
+    names = tuple(f"c{c}" for c in CHANNELS)
+    mean_at = STATS.index("mean")
+    parts = []
+    for w in WINDOWS_ROWS:
+        spec = FeatureSpec(names, sample_rate_hz=1.0, window=w, hop=1, bands_hz=())
+        feats = offline_features(signal[:, LOOKBACK_ROWS - w:], spec)
+        parts.append(feats[:, mean_at::spec.per_channel].astype(np.float64))
+    return np.hstack(parts)
 
 
 def fake_quant(x: np.ndarray, scale: float) -> F32:

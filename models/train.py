@@ -22,7 +22,7 @@ the modules that generate, featurize and train), so the demo trains once and reu
 
 ``train_from_files`` does the same from recorded normal data (CSV, NPY, Parquet; reading and
 splitting in train_data.py) and writes a tiered bundle, or a single-model one for
-``kind="autoencoder"`` or ``"pca"``.
+``kind="autoencoder"``, ``"pca"`` or ``"iforest"``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from models import (
     autoencoder,
     calibrate,
     export,
+    iforest,
     pca,
     standardize,
     tier_bundle,
@@ -180,7 +181,7 @@ def train_bundle(
             data.train, data.val, cfg, lambda f: report("train", f)
         )
         onnx_bytes = export.autoencoder_to_onnx(model)
-        scorer: autoencoder.AutoencoderModel | pca.PcaModel = model
+        scorer: autoencoder.AutoencoderModel | pca.PcaModel | iforest.IforestModel = model
         metrics.update(
             layers=autoencoder.layer_sizes(spec.n_features, cfg), epochs=fit.epochs,
             best_epoch=fit.best_epoch, train_loss=fit.train_loss, val_loss=fit.val_loss,
@@ -191,6 +192,12 @@ def train_bundle(
         scorer = model_pca
         metrics.update(components=model_pca.n_components,
                        variance_kept=pca.DEFAULT_VARIANCE_KEPT)
+    elif kind == "iforest":
+        model_if = iforest.fit_iforest(data.train, seed=seed)
+        report("train", 0.5)
+        onnx_bytes = iforest.to_onnx(model_if)
+        scorer = model_if
+        metrics.update(trees=len(model_if.trees), sample_rows=model_if.sample_rows)
     else:
         raise TrainingError(f"unknown model kind {kind!r}")
     report("train", 1.0)
@@ -271,7 +278,7 @@ def default_bundle_path(cfg: Config, cache_dir: Path, kind: str = "autoencoder")
         "sim": {"seed": cfg.sim.seed, "load_change_every_s": cfg.sim.load_change_every_s},
         "sources": [{"id": s.id, "channels": s.channels, "rate": s.sample_rate_hz}
                     for s in cfg.sources],
-        "code": _code_digest([plant, machine, features, autoencoder, pca, standardize,
+        "code": _code_digest([plant, machine, features, autoencoder, pca, iforest, standardize,
                               calibrate, export, sys.modules[__name__]]
                              + ([tier_bundle, tiers, tiers_train] if kind == "tiers" else [])),
     }
@@ -311,7 +318,7 @@ def train_from_files(
 
     ``spec`` is ``spec_for(cfg)``; each file holds its channels (or ``channels``, in order).
     ``kind``: "tiers" (teacher, student, int8; ``default_tier`` is what the monitor runs),
-    or a single-model "autoencoder" or "pca" bundle.
+    or a single-model "autoencoder", "pca" or "iforest" bundle.
     """
     t0 = time.monotonic()
     report = _Reporter(progress)

@@ -42,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--sep", help="CSV separator (default: detected)")
     t.add_argument("--time-col", help="CSV time column, checked against the configured sample rate")
     t.add_argument("--channels", help="comma-separated file columns mapped, in order, to the config's channels")
-    t.add_argument("--kind", choices=("tiers", "autoencoder", "pca"), default=None,
+    t.add_argument("--kind", choices=("tiers", "autoencoder", "pca", "iforest"), default=None,
                    help="tiers: teacher, distilled student and int8 student in one bundle "
-                   "(default for --data); autoencoder (default for the simulator); pca")
+                   "(default for --data); autoencoder (default for the simulator); pca; iforest")
     t.add_argument("--default-tier", choices=("int8", "student", "teacher"), default="int8")
     t.add_argument("--seconds", type=float, default=600.0, help="simulated normal operation per source")
     t.add_argument("--seed", type=int, default=0)
@@ -74,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--trials", type=int, default=10, help="trials per fault kind")
     sm.add_argument("--seed", type=int, default=0)
     sm.add_argument("--json", type=Path, dest="json_path")
+
+    f = sub.add_parser("faults", help="fault-injection campaign: every failure case, one row each")
+    f.add_argument("--json", type=Path, dest="json_path", help="write the rows here")
+    f.add_argument("--case", action="append", dest="cases", help="run only this case (repeatable)")
+    f.add_argument("--reduced", action="store_true", help="the few trials per row that make test runs")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--work-dir", type=Path, help="keep run folders, logs and journals here")
+    f.add_argument("--list", action="store_true", dest="list_cases", help="list the cases and exit")
 
     c = sub.add_parser("check-config", help="validate a config file without starting anything")
     c.add_argument("path", type=Path)
@@ -128,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             return _eval_csv(args)
         return _eval_sim(args)
 
+    if args.command == "faults":
+        return _faults(args)
+
     if args.command == "check-config":
         cfg = _load(args.path)
         print(f"{args.path}: ok ({len(cfg.sources)} sources, targets {', '.join(cfg.interlock.targets)})")
@@ -176,6 +187,34 @@ def main(argv: list[str] | None = None) -> int:
     reply.pop("latency", None)
     print(json.dumps(reply, indent=2))
     return 0 if reply.get("ok") else 1
+
+
+def _faults(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from campaign import cases, runner
+    from tripwire import logs
+
+    logs.configure("error", "console", stream=sys.stderr)
+    console = Console()
+    try:
+        specs = cases.select(args.cases)
+    except KeyError as e:
+        print(f"tripwire: {e.args[0]}", file=sys.stderr)
+        return 2
+    if args.list_cases:
+        for s in specs:
+            console.print(f"{s.name:24} full {s.full:>6}  reduced {s.reduced:>4}")
+        return 0
+    opts = runner.Options(reduced=args.reduced, seed=args.seed, work_dir=args.work_dir,
+                          progress=console.is_terminal)
+    results, elapsed_s = runner.run(specs, opts, console)
+    console.print(runner.table(results))
+    data = runner.report(results, elapsed_s, opts)
+    console.print(f"{'all rows pass' if data['ok'] else 'FAILED rows'} in {elapsed_s:.0f} s")
+    if args.json_path:
+        runner.write_json(args.json_path, data)
+    return 0 if data["ok"] else 1
 
 
 def _train(args: argparse.Namespace, cfg: Any) -> int:
@@ -228,16 +267,23 @@ def _eval_skab(args: argparse.Namespace) -> int:
         return 2
     table = Table(title=f"SKAB ({len(report['files'])} files, fit on first 400 rows, pooled test rows)")
     for col in ("algorithm", "F1", "FAR %", "MAR %", "NAB standard", "NAB low FP", "NAB low FN"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "algorithm")
     nab = report["nab"]
     table.add_row(f"Tripwire {report.get('detector', args.detector)}", f"{report['f1']:.2f}", f"{report['far']:.2f}",
                   f"{report['mar']:.2f}", f"{nab['standard']:.2f}", f"{nab['low_fp']:.2f}", f"{nab['low_fn']:.2f}",
                   style="bold")
+    for name, r in report.get("baselines", {}).items():
+        bn = r["nab"]
+        table.add_row(f"Tripwire {name} (ONNX)", f"{r['f1']:.2f}", f"{r['far']:.2f}", f"{r['mar']:.2f}",
+                      f"{bn['standard']:.2f}", f"{bn['low_fp']:.2f}", f"{bn['low_fn']:.2f}")
     for row in report.get("leaderboard", []):
         pub = row.get("nab") or {}
         cells = [row.get(k) for k in ("f1", "far", "mar")] + [pub.get(k) for k in ("standard", "low_fp", "low_fn")]
         table.add_row(str(row["algorithm"]), *("" if c is None else str(c) for c in cells))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # a pipe or a CI log: do not squeeze the figures to 80
+    console.print(table)
     if args.json_path:
         args.json_path.write_text(json.dumps(report, indent=2) + "\n")
     return 0

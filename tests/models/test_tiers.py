@@ -150,7 +150,19 @@ def test_tiers_on_a_few_skab_files(skab_dir: Path) -> None:
     rates = report["throughput"]
     assert rates["batch"] == 32 and all(rates[n] > 0 for n in tiers.TIERS)
     assert rates["int8_vs_teacher"] == pytest.approx(rates["int8"] / rates["teacher"], rel=0.01)
+    assert set(report["baselines"]) == set(skab_tiers.BASELINES)
+    for figures in report["baselines"].values():
+        assert 0.0 <= figures["f1"] <= 1.0 and 0.0 <= figures["far"] <= 100.0
     json.dumps(report)
+
+
+def test_features_come_from_the_monitor_kernels_and_equal_plain_rolling_means() -> None:
+    rows = np.random.default_rng(7).normal(size=(200, 8)) * 40.0 + 100.0
+    x = rows[:, list(tiers.CHANNELS)]
+    for k, w in enumerate(tiers.WINDOWS_ROWS):
+        want = np.stack([x[i - w + 1:i + 1].mean(axis=0) for i in range(w - 1, len(x))])
+        got = tiers.rolling_features(rows)[w - 1:, k * len(tiers.CHANNELS):(k + 1) * len(tiers.CHANNELS)]
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_run_routes_tier_names(skab_dir: Path) -> None:

@@ -202,6 +202,22 @@ def test_parquet_without_pyarrow_says_so(tmp_path: Path) -> None:
         train_data.load_files([tmp_path / "x.parquet"], _spec())
 
 
+def test_parquet_reads_the_same_samples_as_csv(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow", reason="pyarrow (the parquet extra) is not installed")
+    import pyarrow.parquet as pq
+
+    cfg = _cfg()
+    spec = train.spec_for(cfg)
+    signal = _signal(cfg, 2.0, 103)
+    rate = cfg.sources[0].sample_rate_hz
+    table = {"time": np.arange(signal.shape[1]) / rate, **{c: signal[i] for i, c in enumerate(CHANNELS)}}
+    pq.write_table(pa.table(table), tmp_path / "day3.parquet")
+    got = train_data.read_signal(tmp_path / "day3.parquet", spec, time_col="time")
+    np.testing.assert_array_equal(got, signal)
+    with pytest.raises(TrainingError, match="Parquet columns"):
+        train_data.read_signal(tmp_path / "day3.parquet", spec, channels=["nope", "a", "b", "c"])
+
+
 def test_simulator_path_writes_tiers_too(tmp_path: Path) -> None:
     cfg = _cfg()
     out = train.build_default_bundle(cfg, tmp_path / "sim", seconds=20.0, kind="tiers")
