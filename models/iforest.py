@@ -28,7 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from models.errors import TrainingError
 from models.manifest import CONTRIB_NAME, INPUT_NAME, SCORE_NAME
-from models.skab_forest import IsolationForest, Tree, average_path
+from models.skab_forest import IsolationForest, Tree, average_path, descend
 
 F32 = npt.NDArray[np.float32]
 DEFAULT_TREES = 100
@@ -68,16 +68,8 @@ class FlatTree:
                    tree.left.astype(np.int64), tree.right.astype(np.int64), length, splits)
 
     def leaves(self, x: F32) -> npt.NDArray[np.int64]:
-        node = np.zeros(len(x), dtype=np.int64)
-        rows = np.arange(len(x))
-        while True:
-            f = self.feature[node]
-            inner = f >= 0
-            if not inner.any():
-                return node
-            at = node[inner]
-            go_left = x[rows[inner], f[inner]] < self.threshold[at]
-            node[inner] = np.where(go_left, self.left[at], self.right[at])
+        leaf: npt.NDArray[np.int64] = descend(self.feature, self.threshold, self.left, self.right, x)
+        return leaf
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,21 @@ def average_path(n: np.ndarray | int) -> np.ndarray:
     return out
 
 
+def descend(feature: np.ndarray, threshold: np.ndarray, left: np.ndarray, right: np.ndarray,
+            x: np.ndarray) -> np.ndarray:
+    """The leaf each row of ``x`` ends in (left when x[feature] < threshold)."""
+    node = np.zeros(len(x), dtype=np.int64)
+    rows = np.arange(len(x))
+    while True:
+        f = feature[node]
+        inner = f >= 0
+        if not inner.any():
+            return node
+        at = node[inner]
+        go_left = x[rows[inner], f[inner]] < threshold[at]
+        node[inner] = np.where(go_left, left[at], right[at])
+
+
 @dataclass(frozen=True, slots=True)
 class Tree:
     feature: np.ndarray  # (nodes,) int, -1 at a leaf
@@ -69,16 +84,7 @@ class Tree:
         )
 
     def path_length(self, x: np.ndarray) -> np.ndarray:
-        node = np.zeros(len(x), dtype=np.int64)
-        rows = np.arange(len(x))
-        while True:
-            f = self.feature[node]
-            inner = f >= 0
-            if not inner.any():
-                break
-            at = node[inner]
-            go_left = x[rows[inner], f[inner]] < self.threshold[at]
-            node[inner] = np.where(go_left, self.left[at], self.right[at])
+        node = descend(self.feature, self.threshold, self.left, self.right, x)
         length: np.ndarray = self.depth[node] + average_path(self.size[node])
         return length
 
