@@ -17,7 +17,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tripwire demo
 
-PACKAGES := tripwire monitor interlock sensors models sim scada campaign
+PACKAGES := tripwire monitor interlock sensors models sim scada campaign bench
 
 test: $(STAMP)
 	$(BIN)/ruff check --quiet --select F $(PACKAGES) tests
@@ -30,8 +30,10 @@ slow: $(STAMP)
 # The fault-injection campaign at full counts (about an hour on a 2-core machine), then the
 # decoders' fuzzing at 10^5 inputs each. The table is printed; the rows land in faults.json.
 faults: $(STAMP)
-	$(BIN)/tripwire faults --json faults.json
-	TRIPWIRE_FUZZ_EXAMPLES=100000 $(BIN)/python -m pytest -q tests/fuzz
+	status=0; \
+	$(BIN)/tripwire faults --json faults.json || status=1; \
+	TRIPWIRE_FUZZ_EXAMPLES=100000 $(BIN)/python -m pytest -q tests/fuzz || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -48,7 +48,10 @@ def _advance(bar: Progress, task: TaskID) -> Callable[[int], None]:
     return advance
 
 
-def run(specs: Sequence[CaseSpec], opts: Options, console: Console) -> tuple[list[CaseResult], float]:
+def run(specs: Sequence[CaseSpec], opts: Options, console: Console,
+        partial: Path | None = None) -> tuple[list[CaseResult], float]:
+    """Every case in order; with ``partial``, the rows so far are rewritten there after each
+    case, so a campaign cut short still leaves what it measured."""
     root = opts.work_dir or Path(tempfile.mkdtemp(prefix="tripwire-faults-"))
     results: list[CaseResult] = []
     t0 = time.monotonic()
@@ -64,6 +67,8 @@ def run(specs: Sequence[CaseSpec], opts: Options, console: Console) -> tuple[lis
             result = run_case(spec, ctx, trials)
             results.append(result)
             bar.remove_task(task)
+            if partial is not None:
+                write_json(partial, report(results, time.monotonic() - t0, opts))
             mark = "[green]pass[/]" if result.ok else "[red]FAIL[/]"
             console.print(f"{mark} {spec.name}: {result.passed}/{result.trials} "
                           f"({time.monotonic() - started:.1f} s)")

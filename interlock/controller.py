@@ -6,8 +6,13 @@ the alarm book and the journal. It is driven by one thread (``service.py``'s loo
 PLC requests (each with a deadline) and journal commits.
 
 Order on a trip (DESIGN 4, 6): latch TRIPPED, write permit 0 (the deadline-critical
-action, first target within what is left of D, then the others), read t_ack, journal the
-trip, then everything else (trip reason, logs, the other targets).
+action, first target within what is left of D, then the others, until ``stop_policy`` is
+met: "any" target or "all" of them), read t_ack, journal the trip, then everything else
+(trip reason, logs, the other targets).
+
+A target whose link failed while armed has its permit read back once the link is back: a
+PLC that restarted with its power-on defaults (permit 0) trips the interlock
+(``plc_permit_lost``), so the state reported never claims a permit the PLC does not hold.
 
 Shell: it calls sinks, the journal and the clock it is given. No sockets of its own, no
 signals; time for decisions comes in as ``now_ns``.
@@ -25,23 +30,27 @@ from interlock.errors import JournalError, StopWriteFailed
 from interlock.journal import Journal
 from interlock.latch import Latch, State, TripReason
 from interlock.records import AlarmBook, TripRecord
-from interlock.sink import StopSink
+from interlock.sink import PermitReadback, StopSink
 from interlock.stop import HeartbeatPump, StopOutcome, deliver_stop, write_all
 from interlock.watchdog import MS, Delivery, Limits, MonitorWatch
 from tripwire.config import InterlockConfig
 from tripwire.latency import Histogram
-from tripwire.messages import DecodeError, Heartbeat, Verdict, decode_monitor_message
+from tripwire.messages import DecodeError, Heartbeat, Link, Verdict, decode_monitor_message
 
 Clock = Callable[[], int]
 SELFTEST_PERIOD_NS = 500 * MS
 MAINTENANCE_PERIOD_NS = 500 * MS
-REPORT_PERIOD_NS = 1000 * MS  # rate limit of repeated log lines and journal entries
+REPORT_PERIOD_NS = 1000 * MS
+STATUS_TRIPS = 20  # trip records in a status reply  # rate limit of repeated log lines and journal entries
 
 
 class Interlock:
     def __init__(self, cfg: InterlockConfig, sinks: Sequence[StopSink], journal: Journal,
-                 clock: Clock) -> None:
+                 clock: Clock, link: Link | None = None) -> None:
         self.cfg = cfg
+        # The monitor this interlock listens to (cell and monitor id); messages from any other
+        # are refused (service.py always passes it; None checks integrity only, for tests).
+        self.link = link
         self.sinks = list(sinks)
         self.journal = journal
         self.clock = clock
@@ -61,6 +70,7 @@ class Interlock:
         self._next_maintenance_ns = 0
         self._reported: dict[str, int] = {}  # rate limiter: key -> next allowed ns
         self._misses_unreported = 0
+        self._relinked: set[str] = set()  # targets whose link failed while armed: read permit back
         self._log = structlog.get_logger(component="interlock")
 
     # -- start / stop ---------------------------------------------------------------
@@ -96,9 +106,9 @@ class Interlock:
     # -- monitor stream -------------------------------------------------------------
     def on_message(self, data: bytes, now_ns: int) -> None:
         try:
-            msg = decode_monitor_message(data)
+            msg = decode_monitor_message(data, self.link)
         except DecodeError as e:
-            self.watch.on_decode_error()
+            self.watch.on_decode_error(e.reason)
             if self._allow("decode_error", now_ns):
                 self._log.warning("monitor_message_rejected", reason=e.reason,
                                   decode_errors=self.watch.counters.decode_errors)
@@ -141,7 +151,8 @@ class Interlock:
         """Latch, stop, journal. None when already TRIPPED (nothing is written then)."""
         if not self.latch.trip(reason, now_ns):
             return None
-        delivery = self.delivery = Delivery(self.limits, now_ns)
+        delivery = self.delivery = Delivery(self.limits, now_ns, targets=tuple(s.name for s in self.sinks),
+                                            require_all=self.cfg.stop_policy == "all")
         outcome = deliver_stop(self.sinks, delivery, self.clock)  # the deadline-critical write
         rec = TripRecord.build(reason.label, now_ns, detail, verdict, target=outcome.target,
                                t_ack_ns=outcome.t_ack_ns, attempts=outcome.attempts)
@@ -157,15 +168,17 @@ class Interlock:
             self._after_stop(reason, outcome)
         else:
             self.pump.stop()  # rule 3: let the PLC's own watchdog stop the machine
-            self._alarm("stop_undelivered", "no target confirmed permit 0; retrying", now_ns)
+            missing = [s.name for s in self.sinks if delivery.needs(s.name)]
+            self._alarm("stop_undelivered", f"permit 0 not confirmed by {', '.join(missing)} "
+                        f"(policy {self.cfg.stop_policy}); retrying", self.clock())
         return rec
 
     def _report_attempts(self, outcome: StopOutcome, now_ns: int, *, late: bool,
                          trip_latency_ms: float | None = None) -> None:
         for a in outcome.attempts:
             if a.acked:
-                facts: dict[str, Any] = {"target": a.target, "late": late, "t_ack_ns": outcome.t_ack_ns,
-                                         "stop_latency_ms": self._since_ms(now_ns, outcome.t_ack_ns),
+                facts: dict[str, Any] = {"target": a.target, "late": late, "t_ack_ns": a.t_ack_ns,
+                                         "stop_latency_ms": self._since_ms(now_ns, a.t_ack_ns),
                                          "trip_latency_ms": trip_latency_ms}
                 self._journal("stop_acked", self.clock(), facts)
                 self._log.info("stop_acked", **facts)
@@ -181,12 +194,13 @@ class Interlock:
     def _after_stop(self, reason: TripReason, outcome: StopOutcome) -> None:
         """Off the critical path: the reason code, and permit 0 on targets not yet tried.
         Targets that just failed are left to the heartbeat and reconnect machinery."""
-        failed = {a.target for a in outcome.attempts if not a.acked}
+        acked = {a.target for a in outcome.attempts if a.acked}
+        failed = {a.target for a in outcome.attempts if not a.acked} - acked
         for sink in self.sinks:
             if sink.name in failed:
                 continue
             try:
-                if sink.name != outcome.target:
+                if sink.name not in acked:
                     sink.write_permit(False)
                 sink.write_trip_reason(int(reason))
             except StopWriteFailed as e:
@@ -264,13 +278,39 @@ class Interlock:
         return state is State.TRIPPED and d is not None and d.heartbeat_allowed
 
     def _collect_heartbeats(self, now_ns: int) -> None:
+        """Results of the heartbeat writes. A failure is stamped with the time it was known
+        (after a blocking write, that is later than the tick's ``now_ns``)."""
         for name, error in self.pump.collect().items():
             key = f"plc_heartbeat_failed:{name}"
             if error is None:
                 if self.alarms.clear(key):
                     self._log.info("alarm_cleared", alarm=key)
+                if name in self._relinked:
+                    self._check_permit(name, now_ns)
             else:
-                self._alarm(key, error, now_ns)
+                if self.latch.state is State.ARMED:
+                    self._relinked.add(name)
+                self._alarm(key, error, max(now_ns, self.clock()))
+
+    def _check_permit(self, name: str, now_ns: int) -> None:
+        """A target's link is back while armed: does its PLC still hold permit 1? One that
+        restarted with its power-on defaults does not; its machine stands still and only a
+        reset may give the permit back, so the interlock trips (latched) to say so."""
+        sink = next((s for s in self.sinks if s.name == name), None)
+        if self.latch.state is not State.ARMED or not isinstance(sink, PermitReadback):
+            self._relinked.discard(name)
+            return
+        try:
+            on = sink.read_permit()
+        except StopWriteFailed:
+            return  # read again after the next confirmed heartbeat
+        self._relinked.discard(name)
+        if on:
+            return
+        now = max(now_ns, self.clock())
+        detail = f"{name}: the PLC no longer holds permit 1 (restarted with its defaults?)"
+        self._alarm(f"plc_permit_lost:{name}", detail, now)
+        self.trip(TripReason.PLC_PERMIT_LOST, now, detail=detail)
 
     def _maintain(self, now_ns: int) -> None:
         """Reconnect lost targets (short waits: connects continue in the background)."""
@@ -307,10 +347,16 @@ class Interlock:
             return False
         self.selftest_note = "passed"
         self.delivery = None
+        self._relinked.clear()
+        for sink in self.sinks:  # permit 1 is confirmed everywhere again
+            self.alarms.clear(f"plc_permit_lost:{sink.name}")
         self.watch.reset_streak()
         self.pump.start(now_ns + self.pump.period_ns)
         self._journal("armed", self.clock(), {"targets": self._targets()})
         self._log.info("interlock_armed", targets=self._targets(), plc_heartbeat_ms=self.cfg.plc_heartbeat_ms)
+        # Arming held the loop (PLC writes, the journal commit); what queued meanwhile is late
+        # through no fault of the monitor.
+        self.watch.busy(now_ns, self.clock())
         return True
 
     def _arm_problem(self, now_ns: int) -> str | None:
@@ -404,7 +450,11 @@ class Interlock:
             "latched": self.latch.latched,
             "trip_reason": self.latch.reason.label if self.latch.state is State.TRIPPED else None,
             "selftest": self.selftest_note,
-            "trips": [t.to_dict() for t in self.trips],  # appended only after the journal commit
+            # Appended only after the journal commit. The most recent ones only: the reply is
+            # built while the loop waits, so it must not grow with the history (the journal
+            # keeps every trip).
+            "trips": [t.to_dict() for t in self.trips[-STATUS_TRIPS:]],
+            "trips_total": len(self.trips),
             "counters": counters,
             "latency": self.latency.to_sparse(),
             "latency_ms": self.latency.summary_ms(),
@@ -413,6 +463,8 @@ class Interlock:
             "plc_heartbeat": self.pump.counter,
             "plc_heartbeat_running": self.pump.running and self._heartbeat_allowed(),
             "stop_undelivered": bool(d is not None and d.pending),
+            "stop_policy": self.cfg.stop_policy,
+            "stop_confirmed": [] if d is None else list(d.confirmed_targets),
         }
 
     def _targets(self) -> dict[str, bool]:

@@ -28,6 +28,7 @@ KINDS = frozenset({
     "deadline_miss", "start", "shutdown", "acknowledge",
 })
 _STATE_OF = {"trip": "TRIPPED", "reset": "SAFE", "armed": "ARMED"}
+SYNCHRONOUS_FULL = 2  # what ``PRAGMA synchronous`` reads back for FULL
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -60,18 +61,23 @@ class Journal:
     def open(self) -> "Journal":
         if self._conn is not None:
             return self
+        conn: sqlite3.Connection | None = None
         try:
             if self.path.parent != Path(""):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             conn.execute("PRAGMA synchronous=FULL")
+            sync = conn.execute("PRAGMA synchronous").fetchone()[0]
             conn.execute(_SCHEMA)
         except (sqlite3.Error, OSError) as e:
+            if conn is not None:
+                conn.close()  # a file that is not a database: never leak the connection
             raise JournalError(f"cannot open journal {self.path}: {e}") from None
-        if str(mode).lower() != "wal":
+        if str(mode).lower() != "wal" or sync != SYNCHRONOUS_FULL:
             conn.close()
-            raise JournalError(f"journal {self.path}: WAL mode refused (got {mode!r})")
+            raise JournalError(f"journal {self.path}: WAL + synchronous FULL refused "
+                               f"(got {mode!r}, synchronous {sync!r})")
         self._conn = conn
         return self
 

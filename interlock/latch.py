@@ -37,6 +37,7 @@ class TripReason(IntEnum):
     MANUAL = 4
     INTERNAL_ERROR = 5
     SHUTDOWN = 6
+    PLC_PERMIT_LOST = 7  # a target's PLC came back without our permit (restarted at defaults)
 
     @property
     def label(self) -> str:

@@ -8,7 +8,10 @@ Writes must pass strict PLCs (Siemens S7-1500, open62541): asyncua's ``write_val
 SourceTimestamp, which they refuse. We send a DataValue that carries only an explicitly typed
 Variant (no status, no timestamps: encoding mask 0x01) through the Write service, and take
 only a Good result (code 0x0000 in the high word) as confirmation; Good_CompletesAsynchronously
-or any Uncertain/Bad code is a failed delivery. The namespace index is resolved by URI at
+or any Uncertain/Bad code is a failed delivery. That holds for the response header's
+ServiceResult too: asyncua's own ``write``/``read`` accept any status of Good severity
+there (Good_CompletesAsynchronously included) and return only the per-node results, so we
+send the request through the client's protocol and judge the whole response ourselves. The namespace index is resolved by URI at
 connect.
 
 Shell: owns one thread and one loop, both started by ``connect()`` and ended by ``close()``.
@@ -27,7 +30,9 @@ from typing import Any, TypeVar
 
 from asyncua import ua
 from asyncua.client.client import Client
+from asyncua.client.ua_client import UASocketProtocol
 from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.ua_binary import struct_from_binary
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
 from interlock.errors import (
@@ -51,6 +56,52 @@ def value_only(value: Any, vtype: ua.VariantType) -> ua.DataValue:
 def is_good(status: ua.StatusCode) -> bool:
     """Strictly Good: the code part (high 16 bits) is 0; info bits are ignored."""
     return (int(status.value) & 0xFFFF0000) == 0
+
+
+def check_write_results(name: str, node: str, results: object) -> None:
+    """Our judgement of a Write's results: confirmed only by exactly one strictly Good status.
+    A decoder may hand back None (array length -1) or a list of any length."""
+    if not isinstance(results, list) or len(results) != 1:
+        count = len(results) if isinstance(results, list) else "no"
+        raise BadReply(name, f"{count} results for one write")
+    status = results[0]
+    if not isinstance(status, ua.StatusCode):
+        raise BadReply(name, f"{node}: result is not a status code: {type(status).__name__}")
+    if not is_good(status):
+        raise WriteRefused(name, f"{node}: {status.name} ({int(status.value):#010x})")
+
+
+def check_response(name: str, what: str, response: ua.WriteResponse | ua.ReadResponse) -> None:
+    """The response as a whole: of the requested type (a ServiceFault whose status has Good
+    severity is not raised by asyncua and would otherwise be decoded as the response) and
+    with a strictly Good ServiceResult in its header."""
+    expected = type(response)().TypeId
+    if response.TypeId != expected:
+        raise BadReply(name, f"{what}: response type {response.TypeId}, expected {expected}")
+    status = response.ResponseHeader.ServiceResult
+    if not isinstance(status, ua.StatusCode) or not is_good(status):
+        code = int(status.value) if isinstance(status, ua.StatusCode) else status
+        label = status.name if isinstance(status, ua.StatusCode) else "not a status code"
+        raise WriteRefused(name, f"{what}: service result {label} ({code:#010x})")
+
+
+def check_write_response(name: str, node: str, response: ua.WriteResponse) -> None:
+    """Confirmed only by a WriteResponse with a Good header and exactly one Good result."""
+    check_response(name, node, response)
+    check_write_results(name, node, response.Results)
+
+
+def reply_failure(name: str, exc: Exception) -> StopWriteFailed:
+    """What an exception met while awaiting or decoding a reply means for the delivery.
+
+    asyncua's binary decoder raises more than UaError on a malformed reply (ValueError for
+    an unknown NodeId encoding, TypeError, struct.error); none of it may escape as anything
+    but a failed delivery, or a stop would not fail over to the next target."""
+    if isinstance(exc, UaStatusCodeError):
+        return WriteRefused(name, f"service fault: {exc}")
+    if isinstance(exc, (OSError, UaError)):
+        return TargetUnavailable(name, f"connection lost: {type(exc).__name__}: {exc}")
+    return BadReply(name, f"malformed reply: {type(exc).__name__}: {exc}")
 
 
 class OpcuaStopWriter:
@@ -132,6 +183,9 @@ class OpcuaStopWriter:
     def read_watchdog_ms(self, timeout_ms: float | None = None) -> int:
         return self._wait(self._read_int(self.cfg.watchdog_node, timeout_ms), timeout_ms)
 
+    def read_permit(self, timeout_ms: float | None = None) -> bool:
+        return self._wait(self._read_bool(self.cfg.permit_node, timeout_ms), timeout_ms)
+
     def submit_heartbeat(self, value: int) -> Future[None]:
         return self._submit(self._write(self.cfg.heartbeat_node,
                                         value_only(value & 0xFFFF, ua.VariantType.UInt16), None))
@@ -188,11 +242,11 @@ class OpcuaStopWriter:
         try:
             await asyncio.wait_for(client.connect(), timeout_s)
             ns = await asyncio.wait_for(client.get_namespace_index(self.cfg.namespace), timeout_s)
-        except (asyncio.TimeoutError, OSError, UaError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - asyncua raises any type on a bad peer; cancel is not one
             await self._dispose(client)
             raise TargetUnavailable(self.name, f"connect failed: {type(e).__name__}: {e}") from None
         except asyncio.CancelledError:  # close() while connecting: release the socket
-            client.disconnect_socket()
+            self._close_socket(client, client.uaclient.protocol)
             raise
         self._client = client
         c = self.cfg
@@ -208,13 +262,26 @@ class OpcuaStopWriter:
 
     @staticmethod
     async def _dispose(client: Client) -> None:
-        """Close session and socket; a dead peer gets one second, then the socket goes."""
+        """Close session and socket; a dead peer gets one second, then the socket goes.
+
+        The transport is closed here as well: once asyncua's own health probe has marked
+        the client disconnected (a peer that went silent without closing), its
+        ``disconnect_socket`` returns without closing the socket, which leaked one socket
+        per silent episode."""
+        protocol = client.uaclient.protocol
         try:
             await asyncio.wait_for(client.disconnect(), 1.0)
         except (asyncio.TimeoutError, OSError, UaError):
             pass
         finally:
-            client.disconnect_socket()
+            OpcuaStopWriter._close_socket(client, protocol)
+
+    @staticmethod
+    def _close_socket(client: Client, protocol: UASocketProtocol | None) -> None:
+        client.disconnect_socket()
+        transport = protocol.transport if protocol is not None else None
+        if transport is not None and not transport.is_closing():
+            transport.close()
 
     def _lost(self) -> None:
         """The connection is unusable: mark it and tear it down in the background."""
@@ -228,12 +295,19 @@ class OpcuaStopWriter:
             return await asyncio.wait_for(coro, ms / 1e3)
         except asyncio.TimeoutError:
             raise WriteTimeout(self.name, f"no reply within {ms:.1f} ms") from None
-        except UaStatusCodeError as e:
-            self._lost()  # a service-level fault: the session is suspect
-            raise WriteRefused(self.name, f"service fault: {e}") from None
-        except (OSError, UaError) as e:
-            self._lost()
-            raise TargetUnavailable(self.name, f"connection lost: {type(e).__name__}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - see reply_failure: asyncua raises any type here
+            self._lost()  # a service fault, a lost connection or a malformed reply: suspect
+            raise reply_failure(self.name, e) from None
+
+    @staticmethod
+    async def _call(client: Client, request: Any, response_type: type[T]) -> T:
+        """One service call through the client's protocol, decoded but not yet judged."""
+        protocol = client.uaclient.protocol
+        if protocol is None:
+            raise ConnectionError("the OPC-UA connection is not open")
+        data = await protocol.send_request(request)
+        response: T = struct_from_binary(response_type, data)
+        return response
 
     async def _write(self, node: str, dv: ua.DataValue, timeout_ms: float | None) -> None:
         client = self._client
@@ -242,26 +316,39 @@ class OpcuaStopWriter:
         params = ua.WriteParameters(NodesToWrite=[
             ua.WriteValue(NodeId=self._nodes[node], AttributeId=AttributeIds.Value, Value=dv)
         ])
-        results = await self._request(client.uaclient.write(params), timeout_ms)
-        if len(results) != 1:
-            raise BadReply(self.name, f"{len(results)} results for one write")
-        if not is_good(results[0]):
-            raise WriteRefused(self.name, f"{node}: {results[0].name} ({int(results[0].value):#010x})")
+        request = ua.WriteRequest()
+        request.Parameters = params
+        response = await self._request(self._call(client, request, ua.WriteResponse), timeout_ms)
+        check_write_response(self.name, node, response)
 
     async def _read_int(self, node: str, timeout_ms: float | None) -> int:
+        value = await self._read(node, timeout_ms)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadReply(self.name, f"{node}: not an integer: {value!r}")
+        return value
+
+    async def _read_bool(self, node: str, timeout_ms: float | None) -> bool:
+        value = await self._read(node, timeout_ms)
+        if not isinstance(value, bool):
+            raise BadReply(self.name, f"{node}: not a Boolean: {value!r}")
+        return value
+
+    async def _read(self, node: str, timeout_ms: float | None) -> Any:
         client = self._client
         if client is None:
             raise TargetUnavailable(self.name, "not connected")
         params = ua.ReadParameters(NodesToRead=[
             ua.ReadValueId(NodeId=self._nodes[node], AttributeId=AttributeIds.Value)
         ])
-        results = await self._request(client.uaclient.read(params), timeout_ms)
-        if len(results) != 1:
-            raise BadReply(self.name, f"{len(results)} results for one read")
+        request = ua.ReadRequest()
+        request.Parameters = params
+        response = await self._request(self._call(client, request, ua.ReadResponse), timeout_ms)
+        check_response(self.name, node, response)
+        results = response.Results
+        if not isinstance(results, list) or len(results) != 1:  # None: array length -1
+            count = len(results) if isinstance(results, list) else "no"
+            raise BadReply(self.name, f"{count} results for one read")
         dv = results[0]
         if dv.StatusCode is not None and not is_good(dv.StatusCode):
             raise WriteRefused(self.name, f"{node}: {dv.StatusCode.name}")
-        value = dv.Value.Value if dv.Value is not None else None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise BadReply(self.name, f"{node}: not an integer: {value!r}")
-        return value
+        return dv.Value.Value if dv.Value is not None else None

@@ -15,12 +15,13 @@ ALARM_HISTORY = 200
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One stop write to one target."""
+    """One stop write to one target; ``t_ack_ns`` is when it was confirmed."""
 
     target: str
     acked: bool
     timeout_ms: float
     error: str = ""
+    t_ack_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

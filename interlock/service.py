@@ -14,6 +14,7 @@ It must not hold any behaviour of its own: that lives in ``controller.Interlock`
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import sys
@@ -35,7 +36,7 @@ from interlock.modbus_writer import ModbusStopWriter
 from interlock.opcua_writer import OpcuaStopWriter
 from interlock.sink import StopSink
 from tripwire.config import Config, InterlockConfig
-from tripwire.messages import DecodeError, decode_command, encode_reply
+from tripwire.messages import DecodeError, Link, decode_command, encode_reply
 
 MAX_DRAIN = 256  # monitor messages handled per wake-up before ticking
 MAX_WAIT_MS = 100  # poll at least this often, so a stop request is seen promptly
@@ -121,12 +122,14 @@ def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: t
                 except zmq.Again:
                     parts = None
                 if parts is not None:
+                    t_cmd = clock()
                     try:
-                        reply, quit_after = handle_command(il, parts, clock())
+                        reply, quit_after = handle_command(il, parts, t_cmd)
                     except Exception as e:  # noqa: BLE001 - the REP socket must always answer
                         rep.send(encode_reply(False, error="internal_error", detail=repr(e)[:200]))
                         raise
                     rep.send(reply)
+                    il.watch.busy(t_cmd, clock())
                     if quit_after:
                         return "shutdown command"
             for _ in range(MAX_DRAIN):
@@ -173,12 +176,17 @@ def serve(cfg: Config, stop: threading.Event | None = None) -> int:
             except (zmq.ZMQError, OSError) as e:
                 log.error("interlock_failed", error=f"socket setup: {e}")
                 return 1
-            il = Interlock(cfg.interlock, sinks, journal, time.monotonic_ns)
+            il = Interlock(cfg.interlock, sinks, journal, time.monotonic_ns,
+                           link=Link.monitor(cfg.bus.cell, cfg.monitor.monitor_id))
             try:
                 il.start(time.monotonic_ns())
             except JournalError as e:
                 log.error("interlock_failed", error=str(e))
                 return 1
+            # Everything imported and built is old from here on: a full collection would
+            # otherwise walk it all (tens of ms) at a moment the loop may have a deadline.
+            gc.collect()
+            gc.freeze()
             why = _loop(il, sub, rep, stop)
             il.shutdown(time.monotonic_ns(), why)
             return 0

@@ -10,14 +10,18 @@ so that a slow heartbeat never delays a stop write by more than that one in-flig
 
 Implementations: ``ModbusStopWriter`` (plain socket) and ``OpcuaStopWriter`` (asyncua on
 a private loop). Both pass the same conformance suite (tests/interlock/test_sink_conformance).
-This module holds only the Protocol; it must not import either implementation.
+
+``PermitReadback`` is the optional second seam: a sink that can read the PLC's permit back
+(both writers can). The interlock uses it after a target's link came back, to find a PLC
+that restarted with its power-on defaults (permit 0) while the interlock was armed.
+This module holds only the Protocols; it must not import either implementation.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class StopSink(Protocol):
@@ -45,3 +49,8 @@ class StopSink(Protocol):
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None: ...
+
+
+@runtime_checkable
+class PermitReadback(Protocol):
+    def read_permit(self, timeout_ms: float | None = None) -> bool: ...

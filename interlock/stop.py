@@ -1,8 +1,11 @@
 """The stop path and the PLC heartbeat pump, over a list of ``StopSink``s.
 
-``deliver_stop`` writes permit 0 to the first target within what is left of D and, if that
-is not confirmed, to the next (``watchdog.Delivery`` sets each attempt's timeout). ``t_ack``
-is read right after the confirming reply, before anything else happens.
+``deliver_stop`` writes permit 0 to the targets in their configured order until the stop
+policy is met (``watchdog.Delivery``: "any" stops at the first confirmation, "all" needs
+every target, and it sets each attempt's timeout so that the next target is still tried
+within D). A pass that failed fast is repeated once if D is not used up yet. Each
+confirmation's time is read right after its reply, before anything else happens; the stop's
+``t_ack`` is the confirmation that met the policy.
 
 ``HeartbeatPump`` advances the PLC heartbeat counter every ``plc_heartbeat_ms`` on every
 target through ``submit_heartbeat`` and collects the results on the next tick, so a slow
@@ -38,19 +41,31 @@ class StopOutcome:
 
 
 def deliver_stop(sinks: Sequence[StopSink], delivery: Delivery, clock: Clock) -> StopOutcome:
-    """Permit 0 to the first target that confirms; the others are not tried after a success."""
+    """Permit 0 to the targets ``delivery`` still needs, until its policy is met: one pass
+    in order, then, when that failed and D is not used up, one more pass within D."""
     attempts: list[Attempt] = []
-    for sink in sinks:
-        timeout_ms = delivery.attempt_timeout_ms(sink.timeout_ms, clock())
-        try:
-            sink.write_permit(False, timeout_ms=timeout_ms)
-        except StopWriteFailed as e:
-            attempts.append(Attempt(sink.name, False, round(timeout_ms, 3), str(e)))
-            continue
-        t_ack_ns = clock()
-        attempts.append(Attempt(sink.name, True, round(timeout_ms, 3)))
-        delivery.confirmed()
-        return StopOutcome(sink.name, t_ack_ns, tuple(attempts))
+    for within_d_retry in (False, True):
+        todo = [s for s in sinks if delivery.needs(s.name)]
+        for i, sink in enumerate(todo):
+            now_ns = clock()
+            if within_d_retry:
+                retry_ms = delivery.retry_timeout_ms(sink.timeout_ms, now_ns)
+                if retry_ms is None:
+                    break
+                timeout_ms = retry_ms
+            else:
+                timeout_ms = delivery.attempt_timeout_ms(sink.timeout_ms, now_ns, last=i == len(todo) - 1)
+            try:
+                sink.write_permit(False, timeout_ms=timeout_ms)
+            except StopWriteFailed as e:
+                attempts.append(Attempt(sink.name, False, round(timeout_ms, 3), str(e)))
+                continue
+            t_ack_ns = clock()
+            attempts.append(Attempt(sink.name, True, round(timeout_ms, 3), t_ack_ns=t_ack_ns))
+            delivery.confirmed(sink.name)
+            if delivery.acked:
+                target = "+".join(s.name for s in sinks) if delivery.require_all else sink.name
+                return StopOutcome(target, t_ack_ns, tuple(attempts))
     delivery.all_failed(clock())
     return StopOutcome(None, None, tuple(attempts))
 

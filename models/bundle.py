@@ -197,8 +197,11 @@ def load_bundle(path: str | Path, key: bytes = DEV_KEY) -> Bundle:
         raise BundleMissing(f"{root}: cannot read the bundle ({e})") from None
     try:
         fields = json.loads(raw, parse_constant=_reject_constant)
-    except json.JSONDecodeError as e:
-        raise ManifestError("<root>", f"{MANIFEST_FILE} is not valid JSON ({e})") from None
+    # ValueError: JSONDecodeError, or an integer of more than 4300 digits; RecursionError:
+    # nesting deeper than the interpreter's recursion limit.
+    except (ValueError, RecursionError) as e:
+        raise ManifestError("<root>", f"{MANIFEST_FILE} is not valid JSON ({str(e)[:200]})") \
+            from None
     info = mf.parse(fields)
     mf.verify(fields, key)
     files = {t.name: t.file for t in info.tiers.values()} or {"": MODEL_FILE}

@@ -65,9 +65,11 @@ def verify(fields: dict[str, Any], key: bytes) -> None:
         raise ManifestError("signature", "missing or not a string")
     try:
         expected = sign(fields, key)
-    except ValueError as e:  # NaN or infinity somewhere: not canonical JSON
+    # ValueError: NaN or infinity somewhere; RecursionError: nested too deep to serialise
+    except (ValueError, RecursionError) as e:
         raise ManifestError("signature", f"manifest is not canonical JSON ({e})") from None
-    if not hmac.compare_digest(claimed, expected):
+    # compare_digest refuses str with non-ASCII characters (TypeError): compare bytes
+    if not hmac.compare_digest(claimed.encode("utf-8", "surrogatepass"), expected.encode("ascii")):
         raise SignatureError(
             "manifest signature does not verify with the configured key "
             "(altered manifest, or a bundle signed with another site key)"
@@ -202,8 +204,17 @@ def parse(fields: Any) -> Manifest:
     )
 
 
+def _number(d: dict[str, Any], key: str, where: str) -> float:
+    value = _require(d, key, (int, float), where)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer beyond float range
+        raise ManifestError(f"{where}.{key}" if where else key,
+                            f"a {value.bit_length()}-bit integer is beyond float range") from None
+
+
 def _threshold(d: dict[str, Any], where: str) -> float:
-    threshold = float(_require(d, "threshold", (int, float), where))
+    threshold = _number(d, "threshold", where)
     if not (math.isfinite(threshold) and threshold > 0):
         name = f"{where}.threshold" if where else "threshold"
         raise ManifestError(name, f"must be finite and > 0, got {threshold!r}")
@@ -213,7 +224,7 @@ def _threshold(d: dict[str, Any], where: str) -> float:
 def _calibration(d: dict[str, Any], where: str) -> dict[str, Any]:
     at = f"{where}.calibration" if where else "calibration"
     cal: dict[str, Any] = _require(d, "calibration", dict, where)
-    far = float(_require(cal, "target_far", (int, float), at))
+    far = _number(cal, "target_far", at)
     if not 0 < far < 1:
         raise ManifestError(f"{at}.target_far", f"must be in (0, 1), got {far!r}")
     if _require(cal, "n_windows", int, at) <= 0:

@@ -10,6 +10,13 @@ STALE (no frames) or INVALID_INPUT (frames, but no usable window: rejected, froz
 gaps so frequent that no window completes). A gap or a restarted sequence starts the source's
 window over, so a window never spans a hole; the first window after it is flagged GAP.
 
+Black channel: frames are decoded against this cell's identity (``bus.cell`` and each
+source's id and name), verdicts and heartbeats go out stamped with the monitor's; a verdict
+carries its window's t_acq on this host's monotonic clock (the source's learned clock offset
+applied, validate.py), so the interlock's timeliness rule judges real delay. With
+``bus.monitor_ctl`` set, a REP socket answers ``status`` commands with the counters as JSON
+(the campaign's window onto what was rejected and why); it is served between frames.
+
 Wiring and I/O only: the rules live in validate.py, features.py and decide.py. Nothing here
 logs per frame; rejections are summarised at most once a second.
 """
@@ -33,11 +40,11 @@ import zmq
 from monitor.decide import Decider, Decision
 from monitor.errors import BusError
 from monitor.features import FeatureSpec, WindowFeatures
-from monitor.validate import FrameValidator
+from monitor.validate import REJECT_REASONS, FrameValidator
 from tripwire import messages
 from tripwire.config import Config, SourceConfig
 from tripwire.latency import Histogram
-from tripwire.messages import Heartbeat, HeartbeatFlag, Level, Verdict, VerdictFlag
+from tripwire.messages import FrameLinks, Heartbeat, HeartbeatFlag, Level, Link, Verdict, VerdictFlag
 
 if TYPE_CHECKING:
     from models.protocol import Scorer
@@ -86,6 +93,8 @@ class MonitorLoop:
         self._hb_ns = max(1, int(cfg.monitor.heartbeat_ms * 1e6))
         self._stale_ns = int(cfg.monitor.stale_after_ms * 1e6)
         self._log = structlog.get_logger(component="monitor")
+        self._links = FrameLinks.for_cell(cfg.bus.cell, [(s.id, s.name) for s in cfg.sources])
+        self._link = Link.monitor(cfg.bus.cell, cfg.monitor.monitor_id)
         self._validator = FrameValidator(cfg.sources, max_frame_age_ms=cfg.monitor.max_frame_age_ms)
         self._decider = Decider.from_config(
             cfg.decision, threshold=self._threshold, channels=spec.channels,
@@ -106,6 +115,7 @@ class MonitorLoop:
         self._ctx: zmq.Context[Any] | None = None
         self._sub: zmq.Socket[Any] | None = None
         self._pub: zmq.Socket[Any] | None = None
+        self._ctl: zmq.Socket[Any] | None = None
         self._closed = False
         self.counts: Counter[str] = Counter()  # received, accepted, verdicts, levels, errors
         self.latency = {stage: Histogram.new() for stage in STAGES}
@@ -120,6 +130,8 @@ class MonitorLoop:
             self._sub = _bind(ctx, zmq.SUB, self._cfg.bus.frames, zmq.RCVHWM, RCV_HWM)
             self._sub.setsockopt(zmq.SUBSCRIBE, b"")
             self._pub = _bind(ctx, zmq.PUB, self._cfg.bus.monitor_out, zmq.SNDHWM, SND_HWM)
+            if self._cfg.bus.monitor_ctl:
+                self._ctl = _bind(ctx, zmq.REP, self._cfg.bus.monitor_ctl, zmq.SNDHWM, 10)
         except zmq.ZMQError as e:
             self.close()
             raise BusError(f"cannot bind monitor sockets: {e}") from None
@@ -127,12 +139,12 @@ class MonitorLoop:
 
     def close(self) -> None:
         self._closed = True
-        for sock in (self._sub, self._pub):
+        for sock in (self._sub, self._pub, self._ctl):
             if sock is not None:
                 sock.close(linger=0)
         if self._ctx is not None:
             self._ctx.term()
-        self._sub = self._pub = None
+        self._sub = self._pub = self._ctl = None
 
     def __enter__(self) -> MonitorLoop:
         return self.open()
@@ -156,7 +168,10 @@ class MonitorLoop:
         # zmq_poll counts whole milliseconds; select() on the socket's (edge-triggered)
         # descriptor sleeps to the microsecond, so heartbeats keep their period exactly.
         # ZMQ_EVENTS is checked first: the edge may have fired while we were busy.
-        fd = int(sub.getsockopt(zmq.FD))
+        ctl = self._ctl
+        fds = [int(sub.getsockopt(zmq.FD))]
+        if ctl is not None:
+            fds.append(int(ctl.getsockopt(zmq.FD)))
         next_hb = start
         while not stop.is_set():
             now = time.monotonic_ns()
@@ -164,8 +179,11 @@ class MonitorLoop:
                 self._tick(now)
                 next_hb = now + self._hb_ns
                 continue
+            if ctl is not None and int(ctl.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                self._answer(ctl)
+                continue
             if int(sub.getsockopt(zmq.EVENTS)) & zmq.POLLIN or \
-                    select.select([fd], [], [], (next_hb - now) / 1e9)[0]:
+                    select.select(fds, [], [], (next_hb - now) / 1e9)[0]:
                 self._drain(sub, next_hb)
         self._log_rejects(time.monotonic_ns(), force=True)
 
@@ -188,15 +206,16 @@ class MonitorLoop:
             self.counts["bad_parts"] += 1
             return
         try:
-            frame = messages.decode_frame(parts[0].buffer, parts[1].buffer)
+            frame = messages.decode_frame(parts[0].buffer, parts[1].buffer, self._links)
         except messages.DecodeError as e:
             self.counts[f"decode_{e.reason}"] += 1
             return
-        self.latency["receive"].record(t_recv - frame.t_pub_ns)
         t0 = time.monotonic_ns()
         out = self._validator.check(frame, t0)
         t1 = time.monotonic_ns()
         self.latency["validate"].record(t1 - t0)
+        offset_ns = out.offset_ns if out.accepted else self._validator.offset_ns(frame.source_id)
+        self.latency["receive"].record(t_recv - (frame.t_pub_ns + offset_ns))
         if not out.accepted:
             return
         src = self._sources[frame.source_id]
@@ -215,7 +234,7 @@ class MonitorLoop:
                 self._decider.input_good(frame.source_id, t1)
             src.features.pop_into(self._batch, len(self._rows))
             for _ in range(made):
-                self._rows.append(_Row(frame.source_id, frame.seq, frame.t_acq_ns,
+                self._rows.append(_Row(frame.source_id, frame.seq, frame.t_acq_ns + offset_ns,
                                        out.flags | src.pending))
                 src.pending = VerdictFlag.NONE
         self.latency["features"].record(time.monotonic_ns() - t1)
@@ -260,14 +279,14 @@ class MonitorLoop:
 
     def _publish(self, source_id: int, seq: int, t_acq_ns: int, score: float,
                  d: Decision, flags: VerdictFlag) -> None:
-        self._verdict_seq += 1
+        self._verdict_seq = (self._verdict_seq + 1) % messages.COUNTER_MODULUS
         flags |= self._base_flags
         t_v = time.monotonic_ns()
         if t_v - t_acq_ns > self._late_ns:
             flags |= VerdictFlag.LATE
         v = Verdict(source_id, seq, self._verdict_seq, t_acq_ns, t_v, score, self._threshold,
                     d.level, flags, 0, self._model_id, d.channels)
-        self._send(messages.encode_verdict(v))
+        self._send(messages.encode_verdict(v, self._link))
         self.latency["total"].record(t_v - t_acq_ns)
         self._sources[source_id].last_verdict_ns = t_v
         self.counts["verdicts"] += 1
@@ -293,12 +312,12 @@ class MonitorLoop:
                 self._publish(sid, max(self._validator.last_seq(sid), 0), now, math.nan, d, vflags)
         if self._model_error:
             flags |= HeartbeatFlag.MODEL_ERROR
-        self._hb_counter += 1
+        self._hb_counter = (self._hb_counter + 1) % messages.COUNTER_MODULUS
         t_hb = time.monotonic_ns()
         hb = Heartbeat(self._cfg.monitor.monitor_id, self._hb_counter, t_hb,
                        self.counts["received"], self._validator.counts["accepted"],
                        self.rejected_total(), 0, flags)
-        self._send(messages.encode_heartbeat(hb))
+        self._send(messages.encode_heartbeat(hb, self._link))
         if self._last_hb_ns:  # the interlock's liveness rule watches exactly this gap
             self.latency["heartbeat_gap"].record(t_hb - self._last_hb_ns)
         self._last_hb_ns = t_hb
@@ -311,8 +330,7 @@ class MonitorLoop:
         """Every rejection so far by reason: socket, codec and validation."""
         out: Counter[str] = Counter({k: v for k, v in self.counts.items()
                                      if k == "bad_parts" or k.startswith("decode_")})
-        for reason in ("unknown_source", "bad_channels", "bad_rate", "bad_length", "repeat",
-                       "reorder", "future", "stale", "non_finite", "out_of_range"):
+        for reason in REJECT_REASONS:
             if self._validator.counts[reason]:
                 out[reason] = self._validator.counts[reason]
         return out
@@ -327,22 +345,46 @@ class MonitorLoop:
             self._logged_rejects = counts
             self._last_reject_log = now
 
-    def summary(self) -> dict[str, Any]:
-        """Counters and latency summaries for the stop line."""
+    def counters(self) -> dict[str, Any]:
+        """Every counter, cheap to build: the control socket's reply and the stop line's core."""
         vc = self._validator.counts
+        clocks = self._validator.clocks()
         return {
             "frames_received": self.counts["received"],
             "frames_accepted": vc["accepted"],
             "frames_rejected": self.rejected_total(),
             "rejected": dict(self.reject_counts()),
             "gaps": vc["gap"], "frames_missed": vc["frames_missed"], "frozen_frames": vc["frozen"],
-            "restarts": vc["restart"],
+            "restarts": vc["restart"], "clock_steps": vc["clock_step"],
+            "clock_offsets_ms": {str(sid): round(c.offset_ns / 1e6, 3) for sid, c in clocks.items()},
+            "last_seq": {str(sid): self._validator.last_seq(sid) for sid in clocks},
             "verdicts": self.counts["verdicts"],
             "levels": {k: self.counts[f"level_{k}"] for k in ("ok", "warn", "trip")},
             "inference_errors": self.counts["inference_errors"],
             "input_trips": self.counts["input_trips"],
-            "latency_ms": {s: h.summary_ms() for s, h in self.latency.items()},
         }
+
+    def summary(self) -> dict[str, Any]:
+        """Counters and latency summaries for the stop line."""
+        return {**self.counters(),
+                "latency_ms": {s: h.summary_ms() for s, h in self.latency.items()}}
+
+    def _answer(self, ctl: zmq.Socket[Any]) -> None:
+        """One request on the control socket, one reply: ``status`` gets the counters."""
+        try:
+            parts = ctl.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        try:
+            if len(parts) != 1:
+                raise messages.DecodeError("bad_command", f"{len(parts)} message parts")
+            cmd = messages.decode_command(parts[0])
+        except messages.DecodeError as e:
+            reply = messages.encode_reply(False, error=e.reason, detail=str(e))
+        else:
+            reply = (messages.encode_reply(True, **self.counters()) if cmd.cmd == "status" else
+                     messages.encode_reply(False, error="unsupported_command", detail=cmd.cmd))
+        ctl.send(reply, zmq.NOBLOCK)
 
 
 _NO_SCORE = Decision(Level.OK, False, 0, False)

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -108,6 +108,7 @@ def run(cfg: Config, scorer: Scorer, spec: FeatureSpec, threshold: float,
     features.warm(spec)
     validate.warm()
     scorer.warm(batch_capacity(cfg, spec))
+    scorer, hooks = _fault_hooks(cfg, scorer, log)
     loop = MonitorLoop(cfg, scorer, spec, threshold)
     try:
         loop.open()
@@ -125,13 +126,26 @@ def run(cfg: Config, scorer: Scorer, spec: FeatureSpec, threshold: float,
                  sources=[s.id for s in cfg.sources], n_features=spec.n_features,
                  threshold=threshold, model_id=bytes(scorer.model_id).hex(),
                  frames=cfg.bus.frames, monitor_out=cfg.bus.monitor_out)
-        loop.run(stop)
+        with hooks:
+            loop.run(stop)
     finally:
         loop.close()
         gc.callbacks.remove(gc_pauses)
         gc.unfreeze()
         log.info("monitor_stopped", gc_pause_max_ms=gc_pauses.max_ms(), **loop.summary())
     return EXIT_OK
+
+
+def _fault_hooks(cfg: Config, scorer: Scorer, log: Any) -> tuple[Scorer, AbstractContextManager[Any]]:
+    """The scorer as the loop sees it, and what installs the test-only hooks (nothing when off)."""
+    if not cfg.monitor.fault_hooks:
+        return scorer, nullcontext()
+    from monitor.fault_hooks import STALL_SIGNAL, StallingScorer, StallSignal
+
+    stalling = StallingScorer(scorer, cfg.monitor.fault_stall_ms, log)
+    log.warning("fault_hooks_enabled", stall_ms=cfg.monitor.fault_stall_ms,
+                signal=STALL_SIGNAL.name, note="test-only fault injection; never in a deployment")
+    return stalling, StallSignal(stalling, log)
 
 
 class _GcPauses:

@@ -1,11 +1,15 @@
 """Per-source frame validation after the codec accepted the bytes (pure core).
 
-``decode_frame`` already checked magic, version, sizes and the payload crc. Here a frame is
-checked against what its source is configured to send and against what came before:
+``decode_frame`` already checked integrity (crc over header and payload), structure and the
+connection identity (cell address, source key). Here a frame is checked against what its
+source is configured to send and against what came before:
 
     rejected: unknown_source, bad_channels, bad_rate, bad_length      (shape vs SourceConfig)
-              repeat (seq == last), reorder (seq < last)              (sequence)
-              future (t_acq ahead of now), stale (older than max age) (time)
+              repeat (seq == last), reorder (seq < last),             (sequence)
+              insertion (seq further ahead than the source can have sent since the last
+              accepted frame, by both its own clock and ours, plus INSERT_SLACK_FRAMES)
+              future (earlier than the source's clock allows),        (time, source_clock.py)
+              stale (later than max age beyond the source's delay floor)
               non_finite (NaN/Inf), out_of_range (min/max_value)      (values)
     accepted, flagged: GAP (seq > last + 1, the number missed is counted),
               SENSOR_FROZEN (a channel is exactly constant over the frame),
@@ -13,8 +17,11 @@ checked against what its source is configured to send and against what came befo
               its numbering; counted and flagged GAP so the caller resets its windows)
 
 Only accepted frames advance the source's last sequence number, so a rejected frame leaves a
-hole that the next accepted frame reports as a gap. Bad data is data: nothing here raises for
-a bad frame, and ``now_ns`` is always an argument; this module never reads a clock.
+hole that the next accepted frame reports as a gap (an inserted frame leaves none: the stream
+goes on as if it never came). Time is judged against each source's learned clock offset, and
+an accepted frame's ``offset_ns`` puts its times on the monitor's clock (source_clock.py).
+Bad data is data: nothing here raises for a bad frame, and ``now_ns`` is always an argument;
+this module never reads a clock.
 """
 
 from __future__ import annotations
@@ -27,13 +34,17 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from monitor.source_clock import SourceClock
 from tripwire.config import SourceConfig
 from tripwire.messages import Frame, VerdictFlag
 
 REJECT_REASONS = (
     "unknown_source", "bad_channels", "bad_rate", "bad_length", "repeat", "reorder",
-    "future", "stale", "non_finite", "out_of_range",
+    "insertion", "future", "stale", "non_finite", "out_of_range",
 )
+# Frames a source may be ahead of what elapsed time explains (a publisher catching up after a
+# stall sends a burst whose stamps are close together).
+INSERT_SLACK_FRAMES = 64
 _NON_FINITE, _OUT_OF_RANGE, _FROZEN = 1, 2, 4
 
 
@@ -44,6 +55,7 @@ class Outcome:
     flags: VerdictFlag = VerdictFlag.NONE
     missed: int = 0  # frames missing before this one (GAP)
     restart: bool = False  # the source restarted its sequence; reset windows
+    offset_ns: int = 0  # add to the frame's times to put them on the monitor's clock
 
     @property
     def frozen(self) -> bool:
@@ -78,8 +90,11 @@ def _scan(x: npt.NDArray[np.float32], lo: float, hi: float) -> int:
 @dataclass(slots=True)
 class _SourceState:
     cfg: SourceConfig
+    period_ns: int  # one frame of samples
+    clock: SourceClock
     last_seq: int = -1  # -1: nothing accepted yet
     last_t_acq_ns: int = 0
+    last_recv_ns: int = 0
 
 
 class FrameValidator:
@@ -92,7 +107,10 @@ class FrameValidator:
         max_frame_age_ms: float,
         future_tolerance_ms: float = 5.0,
     ) -> None:
-        self._sources = {s.id: _SourceState(s) for s in sources}
+        self._sources = {
+            s.id: _SourceState(s, max(1, round(s.frame_samples / s.sample_rate_hz * 1e9)), SourceClock())
+            for s in sources
+        }
         self._max_age_ns = int(max_frame_age_ms * 1e6)
         self._future_ns = int(future_tolerance_ms * 1e6)
         self.counts: Counter[str] = Counter()
@@ -101,6 +119,14 @@ class FrameValidator:
         """Sequence number of the source's last accepted frame, -1 before the first."""
         state = self._sources.get(source_id)
         return state.last_seq if state is not None else -1
+
+    def offset_ns(self, source_id: int) -> int:
+        """What puts the source's times on the monitor's clock (0 before it is learned)."""
+        state = self._sources.get(source_id)
+        return state.clock.offset_ns if state is not None else 0
+
+    def clocks(self) -> dict[int, SourceClock]:
+        return {sid: state.clock for sid, state in self._sources.items()}
 
     def check(self, frame: Frame, now_ns: int) -> Outcome:
         out = self._check(frame, now_ns)
@@ -135,10 +161,16 @@ class FrameValidator:
             if frame.t_acq_ns <= state.last_t_acq_ns:
                 return _REJECTED["reorder"]
             restart = True  # numbering went back, time went on: a restarted publisher
-        if frame.t_acq_ns - now_ns > self._future_ns:
-            return _REJECTED["future"]
-        if now_ns - frame.t_acq_ns > self._max_age_ns:
-            return _REJECTED["stale"]
+        elif state.last_seq >= 0 and frame.seq - state.last_seq - 1 > INSERT_SLACK_FRAMES:
+            span_ns = max(frame.t_acq_ns - state.last_t_acq_ns, now_ns - state.last_recv_ns)
+            if frame.seq - state.last_seq - 1 > span_ns // state.period_ns + INSERT_SLACK_FRAMES:
+                return _REJECTED["insertion"]
+        timing = state.clock.judge(frame.t_acq_ns, now_ns, max_age_ns=self._max_age_ns,
+                                   future_ns=self._future_ns)
+        if timing.step:
+            self.counts["clock_step"] += 1
+        if timing.late:
+            return _REJECTED[timing.late]
         code = _scan(frame.samples, cfg.min_value, cfg.max_value)
         if code & _NON_FINITE:
             return _REJECTED["non_finite"]
@@ -147,14 +179,15 @@ class FrameValidator:
         missed = 0 if state.last_seq < 0 or restart else frame.seq - state.last_seq - 1
         state.last_seq = frame.seq
         state.last_t_acq_ns = frame.t_acq_ns
+        state.last_recv_ns = now_ns
         flags = VerdictFlag.NONE
         if missed or restart:
             flags |= VerdictFlag.GAP
         if code & _FROZEN:
             flags |= VerdictFlag.SENSOR_FROZEN
-        if flags == VerdictFlag.NONE:
+        if flags == VerdictFlag.NONE and timing.offset_ns == 0:
             return ACCEPTED
-        return Outcome(True, "", flags, missed, restart)
+        return Outcome(True, "", flags, missed, restart, timing.offset_ns)
 
     def rejected_total(self) -> int:
         return sum(self.counts[r] for r in REJECT_REASONS)

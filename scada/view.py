@@ -91,13 +91,14 @@ def parse_status(reply: Mapping[str, Any]) -> InterlockFigures | None:
         return InterlockFigures(
             state=str(reply["state"]),
             trip_reason=str(reply.get("trip_reason") or ""),
-            trips=len(reply.get("trips", [])),
+            trips=int(reply.get("trips_total", len(reply.get("trips", [])))),
             deadline_misses=int(reply.get("counters", {}).get("deadline_misses", 0)),
             alarms=active[-MAX_ALARM_LINES:],
             last_alarm="" if last is None else f"{last['name']}: {last['detail']}",
             latency=Histogram.from_sparse(dict(reply["latency"])),
         )
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+    # OverflowError: a count beyond int64 or an infinite one, which numpy or int() refuse
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
         return None
 
 

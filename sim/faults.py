@@ -2,8 +2,10 @@
 
 Pure core (numpy only), driven by ``sim.machine.Machine`` one block at a time. Fault time runs
 on the plant's schedule clock: ``start(next_sample)`` fixes each fault's onset sample, and a
-fault acts only on samples at or after its onset. The onset of each fault is recorded when its
-first faulty sample is generated. No clock, no I/O, no shell libraries.
+fault acts only on samples at or after its onset. ``inject`` adds a fault on demand that begins
+at the next sample; ``clear`` ends every fault that has begun (the fault-injection campaign's
+many trials in one cell). The onset of each fault is recorded when its first faulty sample is
+generated. No clock, no I/O, no shell libraries.
 
 Sizes are relative to the machine's typical vibration RMS (``MachineParams.vibration_rms_g``);
 ``ramp_s`` is the time from onset to full ``severity``:
@@ -136,6 +138,7 @@ class FaultTrack:
                  rng: np.random.Generator) -> None:
         self.source_id = source_id
         self.fs = float(sample_rate_hz)
+        self._rng = rng  # injected kinds draw their own streams from it, on demand
         self._faults = [_Scheduled(f) for f in faults if f.source == source_id]
         self._bearing = _BearingState(rng)
         self._frozen: float | None = None
@@ -154,6 +157,15 @@ class FaultTrack:
             if "cavitation" in kinds else None
         self._hp_last = 0.0  # last cavitation noise sample, for the first difference
 
+    def _prepare(self, f: _Scheduled) -> None:
+        """The randomness an injected fault's kind needs and the track does not have yet
+        (configured kinds got theirs in the constructor, so schedules play as they did)."""
+        kind = f.cfg.kind
+        if kind in _NOISY and kind not in self._noise:
+            self._noise[kind] = np.random.default_rng(int(self._rng.integers(1 << 62)))
+        if kind == "cavitation" and self._cav is None:
+            self._cav = _CavitationState(np.random.default_rng(int(self._rng.integers(1 << 62))))
+
     @classmethod
     def empty(cls) -> FaultTrack:
         return cls([], 0, 1.0, np.random.default_rng(0))
@@ -170,6 +182,31 @@ class FaultTrack:
 
     def onsets(self) -> list[FaultOnset]:
         return list(self._onsets)
+
+    def inject(self, cfg: FaultConfig, next_sample: int) -> int:
+        """A fault on demand: it begins at ``next_sample`` (``cfg.at_s`` is ignored) and
+        ramps as configured. Returns its onset sample index."""
+        f = _Scheduled(cfg, onset=next_sample)
+        if cfg.kind == "imbalance_growth":
+            f.phase_rad = float(self._rng.uniform(-GROWTH_PHASE_SPREAD_RAD, GROWTH_PHASE_SPREAD_RAD))
+        self._prepare(f)
+        self._faults.append(f)
+        return next_sample
+
+    def clear(self, next_sample: int) -> int:
+        """End every fault that has begun or begins by ``next_sample``: the machine is healthy
+        again from that sample on (a ringing impact already under way dies out on its own).
+        Faults scheduled for later stay scheduled. Returns how many ended."""
+        keep = [f for f in self._faults if f.onset is None or f.onset > next_sample]
+        ended = len(self._faults) - len(keep)
+        self._faults = keep
+        self._bearing.next_cycle = None  # a later bearing fault starts its impacts afresh
+        self._frozen = None
+        if self._cav is not None:
+            self._cav.next_start = None
+            self._cav.bursts.clear()
+        self._current_gain = None
+        return ended
 
     # --- per block ---------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ Use::
     plant.next_block(1, 8192)         # the same stream in any block size (offline studies)
     plant.set_permit(False)           # machines spin down (tau ~0.7 s), noise floor remains
     plant.onsets()                    # faults that have begun
+    plant.inject(1, fault_cfg)        # a fault on demand from the next sample (at_s ignored)
+    plant.clear(1)                    # every fault of source 1 that has begun ends
 
 ``normal_run`` generates fault-free operation offline (model training), fast.
 """
@@ -25,7 +27,7 @@ import numpy.typing as npt
 from sim.errors import SimConfigError, SimError
 from sim.faults import FaultOnset, FaultTrack
 from sim.machine import Machine, machine_params, seed_sequence
-from tripwire.config import SimConfig, SourceConfig
+from tripwire.config import FaultConfig, SimConfig, SourceConfig
 
 F32 = npt.NDArray[np.float32]
 
@@ -105,6 +107,20 @@ class Plant:
         self._permit = bool(on)
         for m in self._machines.values():
             m.permit = self._permit
+
+    def inject(self, source_id: int, fault: FaultConfig) -> int:
+        """``fault`` begins on that source's next sample, whatever its ``at_s`` and whether or
+        not the schedule has started. Returns the onset's sample index (see ``onsets()``)."""
+        if fault.source != source_id:
+            raise SimConfigError(f"inject: fault is for source {fault.source}, not {source_id}")
+        m = self._get(source_id)
+        return m.faults.inject(fault, m.samples)
+
+    def clear(self, source_id: int) -> int:
+        """End every fault of the source that has begun (or was injected); returns how many.
+        Scheduled faults that have not begun yet stay scheduled."""
+        m = self._get(source_id)
+        return m.faults.clear(m.samples)
 
     def onsets(self) -> list[FaultOnset]:
         """Faults whose first faulty sample has been generated, in plant-time order."""

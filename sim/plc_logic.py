@@ -6,7 +6,10 @@ are two views of one ``PlcProgram`` (DESIGN.md section 5, de-energize to trip):
 
 - the machine runs iff ``permit`` is 1 and the watchdog has not tripped;
 - the watchdog arms once permit=1 has been seen together with a heartbeat write, and then
-  trips (latched, state 2) when the heartbeat value has not changed for ``watchdog_ms``;
+  trips (latched, state 2) when the heartbeat value has not changed for ``watchdog_ms``.
+  The heartbeat is judged by change only: any new 16-bit value counts (65535 -> 0 is a
+  change like any other, so the wrap needs no rule), and a value written again unchanged
+  (a frozen counter still being written) does not;
 - after a trip the machine runs again only after a fresh permit 0->1 edge followed by a
   heartbeat change.
 

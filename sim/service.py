@@ -2,19 +2,24 @@
 
 Wiring only. ``serve(cfg, stop)`` brings up, in order: the frame PUB socket (connects to
 ``bus.frames``), the Modbus and OPC-UA faces of the PLC (loopback; port 0 = kernel's choice),
-the control REP socket (binds ``bus.sim_ctl``), then logs ``sim_ready`` with the real ports and
-starts the PLC scan and the DAQ. It runs until a ``stop`` request, the ``stop`` event, SIGTERM
-or SIGINT (handlers only when called from the main thread), then closes everything it opened.
+the control REP socket (binds ``bus.sim_ctl``), then logs ``sim_ready`` with the real ports,
+takes its configured real-time priority (``sim.realtime_priority``, only now: start-up is
+heavy), freezes its start-up objects out of the collector, and starts the PLC scan and the
+DAQ. It runs until a ``stop`` request, the ``stop`` event, SIGTERM or SIGINT (handlers only
+when called from the main thread), then closes everything it opened.
 
 The cell is already in operation when the sim starts: the plant follows every change of the
 PLC's run output from then on (so an interlock that starts SAFE with permit=0 and then arms
-does not put a spin-up transient in front of the model), and spins down on any stop.
+does not put a spin-up transient in front of the model), and spins down on any stop; with
+``sim.machines_follow_plc = false`` (a test bench) the machines keep running whatever the PLC
+says. ``inject`` and ``clear`` requests start and end faults on demand (the campaign).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import threading
 import time
@@ -34,7 +39,8 @@ from sim.plc_logic import PermitChanged, PlcEvent, PlcProgram, Relatched, Runnin
 from sim.plc_modbus import ModbusPlc
 from sim.plc_opcua import OpcuaPlc
 from sim.plc_runtime import PlcRuntime
-from tripwire.config import Config
+from tripwire import realtime
+from tripwire.config import Config, FaultConfig
 
 STOP_POLL_S = 0.02
 REPLY_LINGER_MS = 200  # the last control reply ("stop") may still be on its way out
@@ -102,6 +108,22 @@ class SimProcess:
                       t_ns=self.schedule_started_ns)
         return {"schedule_started_ns": self.schedule_started_ns}
 
+    def inject(self, fault: FaultConfig) -> dict[str, Any]:
+        if fault.source not in self.plant.source_ids:
+            raise BadControlRequest(f"bad_request: no source with id {fault.source}")
+        index = self.plant.inject(fault.source, fault)
+        self.log.info("fault_injected", source=fault.source, kind=fault.kind,
+                      severity=fault.severity, ramp_s=fault.ramp_s, sample_index=index)
+        return {"source": fault.source, "kind": fault.kind, "sample_index": index}
+
+    def clear(self, source: int) -> dict[str, Any]:
+        if source not in self.plant.source_ids:
+            raise BadControlRequest(f"bad_request: no source with id {source}")
+        cleared = self.plant.clear(source)
+        index = self.plant.samples_generated(source)
+        self.log.info("faults_cleared", source=source, cleared=cleared, sample_index=index)
+        return {"source": source, "cleared": cleared, "sample_index": index}
+
     def stop(self) -> None:
         if self._done is not None:
             self._done.set()
@@ -109,10 +131,19 @@ class SimProcess:
     # --- PLC events ---------------------------------------------------------------------
 
     def _on_plc_events(self, events: list[PlcEvent]) -> None:
+        """The plant follows at once; the log lines wait until the PLC's reply has gone out
+        (a write to the log file can block, and the stop write's confirmation must not)."""
         for e in events:
-            if isinstance(e, RunningChanged):
+            if isinstance(e, RunningChanged) and self.cfg.sim.machines_follow_plc:
                 self.plant.set_permit(e.running)
-            elif isinstance(e, PermitChanged):
+        try:
+            asyncio.get_running_loop().call_soon(self._log_plc_events, events)
+        except RuntimeError:  # no loop running (not from a server): nothing to wait for
+            self._log_plc_events(events)
+
+    def _log_plc_events(self, events: list[PlcEvent]) -> None:
+        for e in events:
+            if isinstance(e, PermitChanged):
                 self.log.info("plc_permit_changed", permit=e.permit, target=e.target, t_ns=e.t_ns)
             elif isinstance(e, WatchdogTripped):
                 self.log.warning("plc_watchdog_tripped", t_ns=e.t_ns,
@@ -152,6 +183,7 @@ class SimProcess:
         try:
             return await self._run(ctx, sockets, done)
         finally:
+            gc.unfreeze()
             for s in sigs:
                 loop.remove_signal_handler(s)
             for sock in sockets:
@@ -180,9 +212,19 @@ class SimProcess:
                 _bind(rep, cfg.bus.sim_ctl)
             except (zmq.ZMQError, OSError) as e:
                 raise BusSetupError(f"bus.sim_ctl {cfg.bus.sim_ctl!r}: {e}") from None
-            daq = self._daq = Daq(self.plant, cfg.sources, pub, cfg.sim.realtime, self.log)
+            daq = self._daq = Daq(self.plant, cfg.sources, pub, cfg.sim.realtime, self.log,
+                                  cell=cfg.bus.cell, clock_skew_ms=cfg.sim.clock_skew_ms,
+                                  frame_delay_ms=cfg.sim.frame_delay_ms)
             self.log.info("sim_ready", modbus_port=mb.port, opcua_port=ua.port,
-                          sources=[s.id for s in cfg.sources], realtime=cfg.sim.realtime)
+                          sources=[s.id for s in cfg.sources], realtime=cfg.sim.realtime,
+                          machines_follow_plc=cfg.sim.machines_follow_plc)
+            # The simulated PLC and DAQ stand for devices outside this host: with a priority
+            # configured, the host's load must not starve them. Only now, once the servers
+            # are up: asyncua's start-up would use up the RT budget of the whole CPU.
+            realtime.apply(cfg.sim.realtime_priority, "sim")
+            # A full collection scans every start-up object (asyncua's address space: about
+            # half a million, ~0.6 s, a PLC that answers nothing meanwhile); freeze them.
+            gc.freeze()
             return await self._supervise(rep, daq, done)
 
     async def _supervise(self, rep: zmq.asyncio.Socket, daq: Daq, done: asyncio.Event) -> int:

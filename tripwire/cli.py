@@ -98,6 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _install_test_clock() -> None:
+    """The fault campaign's wall-clock jumps (tripwire.testclock): only when asked for."""
+    from tripwire import testclock
+
+    path = os.environ.get(testclock.ENV, "")
+    if path:
+        testclock.install(Path(path))
+        print(f"tripwire: TEST CLOCK installed: wall clock offset read from {path}", file=sys.stderr)
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("TRIPWIRE_CACHE", ".tripwire/cache"))
 
@@ -114,6 +124,8 @@ def _load(path: Path) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        _install_test_clock()  # before any component binds the clock functions by name
     from tripwire import logs
 
     if args.command == "demo":
@@ -151,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         from tripwire import realtime
 
         if args.component == "sim":
-            from sim.service import serve
-
-            realtime.apply(cfg.sim.realtime_priority, "sim")
+            from sim.service import serve  # applies its priority itself, once its servers are up
         elif args.component == "monitor":
             from monitor.service import serve  # applies its priority itself, once warm
         elif args.component == "scada":
@@ -208,7 +218,7 @@ def _faults(args: argparse.Namespace) -> int:
         return 0
     opts = runner.Options(reduced=args.reduced, seed=args.seed, work_dir=args.work_dir,
                           progress=console.is_terminal)
-    results, elapsed_s = runner.run(specs, opts, console)
+    results, elapsed_s = runner.run(specs, opts, console, partial=args.json_path)
     console.print(runner.table(results))
     data = runner.report(results, elapsed_s, opts)
     console.print(f"{'all rows pass' if data['ok'] else 'FAILED rows'} in {elapsed_s:.0f} s")

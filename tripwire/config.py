@@ -26,6 +26,11 @@ def _positive(key: str, value: float) -> None:
         raise ConfigError(f"{key}: must be > 0, got {value!r}")
 
 
+MAX_CELL_NAME = 64
+MAX_SKEW_MS = 86_400_000.0  # a simulated source clock at most a day off
+MAX_FRAME_DELAY_MS = 60_000.0
+
+
 def _priority(key: str, value: int) -> None:
     if not 0 <= value <= 99:
         raise ConfigError(f"{key}: must be 0 (off) or a SCHED_FIFO priority 1..99, got {value}")
@@ -37,6 +42,20 @@ class BusConfig:
     monitor_out: str = "ipc:///tmp/tripwire/monitor"
     interlock_cmd: str = "ipc:///tmp/tripwire/interlock"
     sim_ctl: str = "ipc:///tmp/tripwire/sim"
+    # The monitor's status socket (REP, JSON counters); "" = none.
+    monitor_ctl: str = ""
+    # This cell's name: every frame, verdict and heartbeat carries its address, and every
+    # receiver refuses messages addressed to another cell (tripwire.messages, black channel).
+    cell: str = "cell-1"
+
+    def check(self, key: str) -> None:
+        if not 0 < len(self.cell) <= MAX_CELL_NAME or self.cell != self.cell.strip() \
+                or not self.cell.isprintable() or not self.cell.isascii():
+            raise ConfigError(f"{key}.cell: 1..{MAX_CELL_NAME} printable ASCII characters without "
+                              f"leading or trailing spaces, got {self.cell!r}")
+        if self.monitor_ctl and not self.monitor_ctl.startswith(("ipc://", "tcp://", "inproc://")):
+            raise ConfigError(f"{key}.monitor_ctl: must be an ipc://, tcp:// or inproc:// endpoint "
+                              f"(or empty), got {self.monitor_ctl!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +72,8 @@ class SourceConfig:
     max_value: float = 1e4
 
     def check(self, key: str) -> None:
+        if not 0 <= self.id <= 0xFFFFFFFF:  # a frame header's source_id field
+            raise ConfigError(f"{key}.id: must be 0..4294967295, got {self.id}")
         _positive(f"{key}.sample_rate_hz", self.sample_rate_hz)
         _positive(f"{key}.frame_samples", self.frame_samples)
         if not self.channels:
@@ -80,8 +101,14 @@ class MonitorConfig:
     bundle_key_file: str = ""
     # SCHED_FIFO priority once warm (0 = normal scheduling); below the interlock's.
     realtime_priority: int = 0
+    # Test-only fault hooks (the fault-injection campaign): SIGUSR1 makes the next model call
+    # sleep fault_stall_ms. Off in every real deployment; logged loudly when on.
+    fault_hooks: bool = False
+    fault_stall_ms: float = 20.0
 
     def check(self, key: str) -> None:
+        if not 0 <= self.monitor_id <= 0xFFFFFFFF:  # a heartbeat's monitor_id field
+            raise ConfigError(f"{key}.monitor_id: must be 0..4294967295, got {self.monitor_id}")
         _positive(f"{key}.window", self.window)
         _positive(f"{key}.hop", self.hop)
         if self.window % self.hop:
@@ -92,6 +119,8 @@ class MonitorConfig:
             raise ConfigError(f"{key}.bundle_key_file: leading or trailing whitespace in "
                               f"{self.bundle_key_file!r}")
         _priority(f"{key}.realtime_priority", self.realtime_priority)
+        if not 0 < self.fault_stall_ms <= 60_000:
+            raise ConfigError(f"{key}.fault_stall_ms: must be in (0, 60000], got {self.fault_stall_ms}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +174,10 @@ class ModbusTargetConfig:
 
     def check(self, key: str) -> None:
         _positive(f"{key}.timeout_ms", self.timeout_ms)
+        for name in ("permit_coil", "heartbeat_register", "trip_reason_register",
+                     "watchdog_register"):
+            if not 0 <= getattr(self, name) <= 0xFFFF:  # a Modbus data address
+                raise ConfigError(f"{key}.{name}: must be 0..65535, got {getattr(self, name)}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"{key}.port: must be 1..65535, got {self.port}")
         if not 0 <= self.unit <= 255:
@@ -176,6 +209,9 @@ class InterlockConfig:
     timeliness_action: Literal["trip", "count"] = "trip"
     late_trip_after: int = 3
     targets: list[Literal["modbus", "opcua"]] = field(default_factory=lambda: ["modbus"])
+    # When a stop counts as delivered: "any" at the first target that confirms permit 0
+    # (the others are written after it), "all" once every target has confirmed.
+    stop_policy: Literal["any", "all"] = "any"
     journal: str = "tripwire-journal.sqlite"
     reset_token: str = ""
     # SCHED_FIFO priority (0 = normal scheduling); the highest of the cell's processes.
@@ -193,6 +229,10 @@ class InterlockConfig:
             raise ConfigError(f"{key}.verdict_budget_ms: must be in (0, deadline_ms)")
         if not self.targets:
             raise ConfigError(f"{key}.targets: name at least one stop target")
+        if len(set(self.targets)) != len(self.targets):
+            raise ConfigError(f"{key}.targets: each target may be named once, got {self.targets}")
+        if self.stop_policy not in ("any", "all"):
+            raise ConfigError(f"{key}.stop_policy: must be 'any' or 'all', got {self.stop_policy!r}")
         _priority(f"{key}.realtime_priority", self.realtime_priority)
         self.modbus.check(f"{key}.modbus")
         self.opcua.check(f"{key}.opcua")
@@ -232,6 +272,16 @@ class SimConfig:
     load_change_every_s: float = 4.0
     realtime_priority: int = 0
     faults: list[FaultConfig] = field(default_factory=list)
+    # False: a test bench whose motors are not wired to the PLC's run output; the machines keep
+    # running through stops and watchdog trips (the PLC still records and judges everything).
+    # The campaign's many trials per cell need it: a stopped machine is an anomaly to the model.
+    machines_follow_plc: bool = True
+    # Black-channel tests: per [[sources]] table, in order (empty: none). clock_skew_ms: the
+    # DAQ's clock for that source runs this far ahead of the host's (negative: behind), as a
+    # remote device's own clock would. frame_delay_ms: once the fault schedule has started,
+    # that source's frames reach the bus this long after acquisition (a late transport).
+    clock_skew_ms: list[float] = field(default_factory=list)
+    frame_delay_ms: list[float] = field(default_factory=list)
 
     def check(self, key: str) -> None:
         _positive(f"{key}.duration_s", self.duration_s)
@@ -240,6 +290,14 @@ class SimConfig:
         _priority(f"{key}.realtime_priority", self.realtime_priority)
         for i, f in enumerate(self.faults):
             f.check(f"{key}.faults[{i}]")
+        for i, skew in enumerate(self.clock_skew_ms):
+            if not abs(skew) <= MAX_SKEW_MS:  # NaN fails too
+                raise ConfigError(f"{key}.clock_skew_ms[{i}]: must be within +-{MAX_SKEW_MS:g}, "
+                                  f"got {skew}")
+        for i, delay in enumerate(self.frame_delay_ms):
+            if not 0 <= delay <= MAX_FRAME_DELAY_MS:
+                raise ConfigError(f"{key}.frame_delay_ms[{i}]: must be in [0, "
+                                  f"{MAX_FRAME_DELAY_MS:g}], got {delay}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +352,7 @@ class Config:
             raise ConfigError("sources: duplicate source id")
         for i, s in enumerate(self.sources):
             s.check(f"sources[{i}]")
+        self.bus.check("bus")
         self.monitor.check("monitor")
         self.decision.check("decision")
         self.interlock.check("interlock")
@@ -306,6 +365,11 @@ class Config:
         for i, f in enumerate(self.sim.faults):
             if f.source not in ids:
                 raise ConfigError(f"sim.faults[{i}].source: no source with id {f.source}")
+        for name in ("clock_skew_ms", "frame_delay_ms"):
+            n = len(getattr(self.sim, name))
+            if n not in (0, len(self.sources)):
+                raise ConfigError(f"sim.{name}: one value per [[sources]] table "
+                                  f"({len(self.sources)}) or none, got {n}")
 
     def source(self, source_id: int) -> SourceConfig:
         for s in self.sources:
@@ -346,7 +410,11 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range
+            raise ConfigError(f"{key}: a {int(value).bit_length()}-bit integer is beyond "
+                              "float range") from None
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -383,10 +451,14 @@ def load(path: str | Path) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    # ValueError: TOMLDecodeError, or an integer of more than 4300 digits; RecursionError:
+    # arrays or inline tables nested deeper than the interpreter's recursion limit.
+    except (ValueError, RecursionError) as e:
+        raise ConfigError(f"{p}: not valid TOML ({str(e)[:200]})") from None
     return from_dict(table)
 
 
@@ -406,7 +478,7 @@ def dumps_toml(table: dict[str, Any]) -> str:
         if isinstance(v, (int, float)):
             return repr(v)
         if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            return '"' + "".join(_TOML_ESCAPES.get(ch, ch) for ch in v) + '"'
         if isinstance(v, list):
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         raise TypeError(f"cannot write {type(v).__name__} to TOML")
@@ -429,6 +501,11 @@ def dumps_toml(table: dict[str, Any]) -> str:
 
     emit("", table)
     return "\n".join(lines)
+
+
+# A basic string must escape '"', '\\' and the control characters but tab (TOML 1.0).
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\",
+                 **{chr(i): f"\\u{i:04x}" for i in (*range(0x20), 0x7F) if i != 0x09}}
 
 
 def _is_table(v: Any) -> bool:

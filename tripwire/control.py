@@ -43,4 +43,17 @@ def sim_request(ctx: zmq.Context[Any], endpoint: str, cmd: str, timeout_ms: floa
     return request(ctx, endpoint, json.dumps({"cmd": cmd, **fields}).encode(), timeout_ms)
 
 
-__all__ = ["ControlTimeout", "DecodeError", "command", "request", "sim_request"]
+def trip_count(status: dict[str, Any]) -> int:
+    """Trips the interlock has recorded (its status lists only the most recent ones)."""
+    return int(status.get("trips_total", len(status.get("trips", []))))
+
+
+def trips_since(status: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """The trip records after the first ``count`` (as many as the status still lists)."""
+    trips: list[dict[str, Any]] = list(status.get("trips", []))
+    new = trip_count(status) - count
+    return trips[max(0, len(trips) - new):] if new > 0 else []
+
+
+__all__ = ["ControlTimeout", "DecodeError", "command", "request", "sim_request", "trip_count",
+           "trips_since"]

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tripwire import config, messages
+from tripwire.control import trip_count, trips_since
 from tripwire.latency import Histogram
 from tripwire.stack import Stack, demo_table
 from tripwire.summary import expectations, summarize
@@ -139,12 +140,12 @@ def _drain(sub: zmq.Socket[Any], st: LiveState) -> None:
 
 
 def _poll_status(stack: Stack, st: LiveState) -> None:
-    before = len(st.interlock.get("trips", []))
+    before = trip_count(st.interlock)
     try:
         st.interlock = stack.interlock("status", timeout_ms=500)
     except TimeoutError:
         st.note("interlock status timed out")
-    for t in st.interlock.get("trips", [])[before:]:
+    for t in trips_since(st.interlock, before):
         where = f" on {st.names[t['source_id']]}" if t.get("source_id") in st.names else ""
         st.note(f"TRIP{where} ({t.get('reason')}), channels {', '.join(t.get('channels') or []) or '-'}, "
                 f"acked={t.get('acked')}")

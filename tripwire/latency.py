@@ -91,8 +91,18 @@ class Histogram:
 
     @classmethod
     def from_sparse(cls, d: dict[str, object]) -> "Histogram":
+        """The inverse of ``to_sparse``. It reads a peer's reply, so anything ``to_sparse``
+        cannot write (a bucket outside the table, a negative count or time, a figure beyond
+        int64) raises ValueError (OverflowError for numbers numpy or int() cannot hold)."""
         h = cls.new()
         idx = np.asarray(d["idx"], dtype=np.int64)
-        h.counts[idx] = np.asarray(d["n"], dtype=np.int64)
+        n = np.asarray(d["n"], dtype=np.int64)
+        if idx.ndim != 1 or idx.shape != n.shape:
+            raise ValueError("sparse histogram: idx and n must be lists of equal length")
+        if ((idx < 0) | (idx >= h.counts.size)).any() or (n < 0).any():
+            raise ValueError("sparse histogram: bucket index out of range or negative count")
+        h.counts[idx] = n
         h.min_ns, h.max_ns, h.total = int(d["min"]), int(d["max"]), int(d["total"])  # type: ignore[call-overload]
+        if not (0 <= h.min_ns <= h.max_ns < 2**63 and 0 <= h.total < 2**63):
+            raise ValueError("sparse histogram: min, max or total out of range")
         return h

@@ -131,15 +131,20 @@ def test_malformed_frames_are_counted_and_pipeline_keeps_running(make_stack: Cal
         nan = good.copy()
         nan[1, 5] = np.nan
         now = time.monotonic_ns()
+        cell = messages.FrameLinks.for_cell(stack.cfg.bus.cell, [(s.id, s.name) for s in stack.cfg.sources])
+        pump = cell.link(1)
         bad: list[list[bytes]] = [
             [b"only one part"],
             [b"XXXX" + bytes(60), bytes(2048)],
-            list(messages.encode_frame(messages.Frame(1, 0, now, now, 6400.0, nan))),  # NaN
-            list(messages.encode_frame(messages.Frame(77, 0, now, now, 6400.0, good))),  # unknown source
-            list(messages.encode_frame(messages.Frame(1, 0, now, now, 6400.0, good[:3]))),  # wrong channels
-            list(messages.encode_frame(messages.Frame(1, 0, now - 10**9, now, 6400.0, good))),  # stale/repeat
+            list(messages.encode_frame(messages.Frame(1, 0, now, now, 6400.0, nan), pump)),  # NaN
+            list(messages.encode_frame(messages.Frame(77, 0, now, now, 6400.0, good),
+                                       messages.Link(cell.dest, 0))),  # unknown source
+            list(messages.encode_frame(messages.Frame(1, 0, now, now, 6400.0, good[:3]), pump)),  # wrong channels
+            list(messages.encode_frame(messages.Frame(1, 0, now - 10**9, now, 6400.0, good), pump)),  # stale/repeat
+            list(messages.encode_frame(messages.Frame(1, 0, now, now, 6400.0, good))),  # unaddressed
+            list(messages.encode_frame(messages.Frame(1, 0, now, now, 6400.0, good), cell.link(2))),  # masquerade
         ]
-        header, payload = messages.encode_frame(messages.Frame(2, 0, now, now, 6400.0, good))
+        header, payload = messages.encode_frame(messages.Frame(2, 0, now, now, 6400.0, good), cell.link(2))
         bad.append([header, bytes(payload)[:-8] + b"\x01" * 8])  # corrupted payload (crc)
         n = 0
         for _ in range(20):

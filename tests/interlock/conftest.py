@@ -26,15 +26,20 @@ from typing import Any, TypeVar
 import pytest
 import zmq
 
+from tripwire.config import BusConfig, MonitorConfig
 from tripwire.messages import (
     Heartbeat,
     HeartbeatFlag,
     Level,
+    Link,
     Verdict,
     VerdictFlag,
     encode_heartbeat,
     encode_verdict,
 )
+
+# What the monitor of a cell with the default config stamps on its messages.
+DEFAULT_MONITOR_LINK = Link.monitor(BusConfig().cell, MonitorConfig().monitor_id)
 
 T = TypeVar("T")
 PLC_NS = "urn:tripwire:plc"
@@ -242,18 +247,23 @@ class FreezableProxy:
                             sel.register(s, selectors.EVENT_READ, None)
                         peers[client], peers[upstream] = upstream, client
                         continue
+                    if sock not in peers:
+                        continue  # closed with its peer earlier in this same batch of events
                     try:
                         data = sock.recv(65536)
                     except OSError:
                         data = b""
+                    if data and not self.frozen.is_set():
+                        try:
+                            peers[sock].sendall(data)
+                        except OSError:
+                            data = b""
                     if not data:
                         other = peers.pop(sock)
                         peers.pop(other, None)
                         for s in (sock, other):
                             sel.unregister(s)
                             s.close()
-                    elif not self.frozen.is_set():
-                        peers[sock].sendall(data)
         finally:
             for s in list(peers):
                 s.close()
@@ -264,10 +274,12 @@ class FreezableProxy:
 class FakeMonitor:
     """Publishes heartbeats every ``period_s`` and any verdicts queued by the test."""
 
-    def __init__(self, ctx: zmq.Context[Any], endpoint: str, period_s: float = 0.01) -> None:
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, period_s: float = 0.01,
+                 link: Link = DEFAULT_MONITOR_LINK) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
         self.period_s = period_s
+        self.link = link
         self.heartbeats = threading.Event()
         self.heartbeats.set()
         self._queue: queue.Queue[bytes] = queue.Queue()
@@ -300,7 +312,7 @@ class FakeMonitor:
                     t_acq_ns=now if t_acq_ns is None else t_acq_ns, t_verdict_ns=now, score=score,
                     threshold=threshold, level=level, flags=VerdictFlag.NONE, tier=0,
                     model_id=b"test", channels=channels)
-        self._queue.put(encode_verdict(v))
+        self._queue.put(encode_verdict(v, self.link))
         return v
 
     def _run(self) -> None:
@@ -319,7 +331,7 @@ class FakeMonitor:
                         counter += 1
                         flags = HeartbeatFlag.MODEL_ERROR if self.model_error else HeartbeatFlag.NONE
                         pub.send(encode_heartbeat(Heartbeat(1, counter, time.monotonic_ns(), counter,
-                                                            counter, 0, 0, flags)))
+                                                            counter, 0, 0, flags), self.link))
                 try:
                     data = self._queue.get(timeout=max(0.0, min(self.period_s, next_hb - now)))
                 except queue.Empty:

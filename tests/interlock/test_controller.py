@@ -11,7 +11,7 @@ import pytest
 
 from interlock.controller import Interlock
 from interlock.journal import Journal
-from interlock.latch import State
+from interlock.latch import State, TripReason
 from interlock.modbus_writer import ModbusStopWriter
 from interlock.stop import HeartbeatPump
 from tests.interlock.conftest import ModbusPlc
@@ -96,3 +96,30 @@ def test_heartbeat_pump_wraps_on_the_plc(modbus_plc: ModbusPlc) -> None:
         assert not pump.due(25 * MS) and pump.due(30 * MS)
         pump.stop()
         assert not pump.due(10**15)
+
+
+def test_status_lists_recent_trips_and_counts_them_all(
+    parts: tuple[Interlock, ModbusPlc, Journal],
+) -> None:
+    from interlock.controller import STATUS_TRIPS
+    from tripwire.control import trip_count, trips_since
+
+    il, _plc, _journal = parts
+    n = STATUS_TRIPS + 5
+    for i in range(n):
+        arm(il)
+        il.trip(TripReason.MANUAL, time.monotonic_ns(), detail=f"trip {i}")
+        assert il.reset("tok", time.monotonic_ns())["ok"]
+    st = il.status()
+    assert st["trips_total"] == n == trip_count(st)
+    assert len(st["trips"]) == STATUS_TRIPS
+    assert [t["detail"] for t in trips_since(st, n - 2)] == [f"trip {n - 2}", f"trip {n - 1}"]
+
+
+def test_arming_marks_the_loop_busy(parts: tuple[Interlock, ModbusPlc, Journal]) -> None:
+    il, _plc, _journal = parts
+    t0 = time.monotonic_ns()
+    arm(il)
+    t1 = time.monotonic_ns()
+    start, end = il.watch.busy_spell
+    assert t0 <= start <= end <= t1 and end > start  # the PLC writes and the commit took time

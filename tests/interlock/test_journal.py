@@ -83,3 +83,10 @@ def test_entries_filter_and_limit(tmp_path: Path) -> None:
         j.append("trip", 9, {})
         assert [e.data["i"] for e in j.entries("deadline_miss", limit=2)] == [3, 4]
         assert len(j.entries()) == 6
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    path.write_bytes(b"this is not an SQLite database, just some bytes " * 100)
+    with pytest.raises(JournalError, match="cannot open journal"):
+        Journal(path).open()

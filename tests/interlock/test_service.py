@@ -25,7 +25,8 @@ from tests.interlock.conftest import (
 from tests.waiting import wait_until
 from tripwire import config
 from tripwire.control import command, request
-from tripwire.messages import Level
+from tripwire.config import BusConfig
+from tripwire.messages import VERSION, Heartbeat, HeartbeatFlag, Level, Link, encode_heartbeat
 
 TOKEN = "open-sesame"
 HB_MS = 50.0
@@ -370,18 +371,26 @@ def test_bad_input_is_counted_never_fatal(
     il.wait_state("ARMED")
     endpoint = il.cfg.bus.interlock_cmd
     for raw, error in ((b"\xff\xfe", "bad_json"), (b"[1]", "bad_command"),
-                       (b'{"v": 1, "cmd": "dance"}', "unknown_command"),
+                       (b'{"v": %d, "cmd": "dance"}' % VERSION, "unknown_command"),
                        (b'{"v": 99, "cmd": "status"}', "bad_version")):
         reply = request(zmq_ctx, endpoint, raw, timeout_ms=5000)
         assert reply["ok"] is False and reply["error"] == error
     monitor.send_raw(b"TWVDgarbage")
     monitor.send_raw(b"nonsense")
+    hb = Heartbeat(1, 10**9, 0, 0, 0, 0, 0, HeartbeatFlag.NONE)
+    corrupted = bytearray(encode_heartbeat(hb, monitor.link))
+    corrupted[20] ^= 4
+    monitor.send_raw(bytes(corrupted))
+    monitor.send_raw(encode_heartbeat(hb, Link.monitor("another-cell", 1)))  # wrong address
+    monitor.send_raw(encode_heartbeat(hb, Link.monitor(BusConfig().cell, 2)))  # another monitor
     monitor.send_verdict(Level.OK, verdict_seq=100)
     monitor.send_verdict(Level.OK, verdict_seq=100)  # a repeat
     monitor.send_verdict(Level.OK, verdict_seq=103)  # a gap of two
     st = wait_until(lambda: (s := il.status())["counters"]["seq_gaps"] == 2 and s, 10, "counters")
-    assert st["counters"]["decode_errors"] == 2
-    assert st["counters"]["seq_repeats"] == 1
+    c = st["counters"]
+    assert c["decode_errors"] == 5
+    assert (c["crc_errors"], c["wrong_address"], c["masquerade"]) == (1, 1, 1)
+    assert c["seq_repeats"] == 1
     assert st["state"] == "ARMED"
 
 

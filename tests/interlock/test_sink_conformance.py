@@ -14,7 +14,7 @@ import pytest
 from interlock.errors import StopWriteFailed, TargetUnavailable, WriteRefused, WriteTimeout
 from interlock.modbus_writer import ModbusStopWriter
 from interlock.opcua_writer import OpcuaStopWriter
-from interlock.sink import StopSink
+from interlock.sink import PermitReadback, StopSink
 from tests.interlock.conftest import PLC_NS, FreezableProxy, ModbusPlc, OpcuaPlc
 from tripwire.config import ModbusTargetConfig, OpcuaTargetConfig
 
@@ -102,6 +102,16 @@ def test_permit_writes_are_confirmed_and_land(env: tuple[Callable[..., StopSink]
         assert plc.permit() is True
         sink.write_permit(False)
         assert plc.permit() is False
+
+
+def test_permit_reads_back(env: tuple[Callable[..., StopSink], Plc]) -> None:
+    make, plc = env
+    with make() as sink:
+        assert isinstance(sink, PermitReadback)
+        sink.connect()
+        for on in (True, False):
+            sink.write_permit(on)
+            assert sink.read_permit() is on and plc.permit() is on
 
 
 def test_heartbeat_and_trip_reason(env: tuple[Callable[..., StopSink], Plc]) -> None:

@@ -70,14 +70,33 @@ def test_liveness_fires_after_silence() -> None:
     assert not w.fresh(106 * MS)
 
 
-def test_verdicts_and_heartbeats_both_refresh_liveness() -> None:
+def test_only_a_changing_heartbeat_refreshes_liveness() -> None:
     w = MonitorWatch(LIMITS)
     w.on_heartbeat(hb(1), 0)
-    w.on_verdict(verdict(1, 3 * MS), 4 * MS)
-    assert not w.silent(8 * MS)
+    w.on_verdict(verdict(1, 3 * MS), 4 * MS)  # verdicts come from the same loop: no stand-in
+    assert w.silent(6 * MS)
     w.on_heartbeat(hb(2), 8 * MS)
     assert not w.silent(12 * MS)
     assert w.silent(14 * MS)
+
+
+@pytest.mark.parametrize("frozen_at", [0, 1, 7, 2**63, 2**64 - 1])
+def test_a_frozen_counter_expires_even_while_it_keeps_arriving(frozen_at: int) -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_heartbeat(hb((frozen_at - 1) % 2**64), 0)
+    w.on_heartbeat(hb(frozen_at), 2 * MS)
+    for t in range(4, 20, 2):
+        w.on_verdict(verdict(t, t * MS), t * MS)
+        assert w.on_heartbeat(hb(frozen_at), t * MS) is Seq.REPEAT
+    assert not w.silent(7 * MS)
+    assert w.silent(7 * MS + 1)
+
+
+def test_the_counter_wraps_without_a_gap() -> None:
+    w = MonitorWatch(LIMITS)
+    seen = [w.on_heartbeat(hb(c % 2**64), i * MS) for i, c in enumerate(range(2**64 - 3, 2**64 + 3))]
+    assert seen == [Seq.FIRST] + [Seq.NEXT] * 5
+    assert not w.silent(6 * MS) and w.counters.seq_gaps == 0
 
 
 def test_repeated_heartbeat_does_not_refresh_liveness() -> None:
@@ -112,6 +131,17 @@ def test_verdict_within_budget_is_not_late() -> None:
     check = w.on_verdict(verdict(1, 0), 6 * MS)
     assert not check.late and check.age_ns == 6 * MS
     assert w.counters.deadline_misses == 0
+
+
+def test_the_late_streak_is_per_source() -> None:
+    w = MonitorWatch(LIMITS)
+    results = []
+    for i in range(1, 4):  # source 1 always late, source 2 always on time, interleaved
+        results.append(w.on_verdict(Verdict(1, i, 2 * i, 0, 0, 0.5, 1.0, Level.OK,
+                                            VerdictFlag.NONE, 0, b"m"), 7 * MS))
+        w.on_verdict(Verdict(2, i, 2 * i + 1, 7 * MS, 0, 0.5, 1.0, Level.OK, VerdictFlag.NONE,
+                             0, b"m"), 7 * MS)
+    assert [r.late_streak_trip for r in results] == [False, False, True]
 
 
 def test_late_verdicts_counted_and_streak_trips() -> None:
@@ -149,16 +179,32 @@ def test_trip_level_and_monitor_late_flag_are_counted() -> None:
 # --- black channel ---
 
 
+TOP = 2**64 - 1
+
+
 @pytest.mark.parametrize(("seqs", "expected"), [
     ([1, 2, 3], [Seq.FIRST, Seq.NEXT, Seq.NEXT]),
     ([1, 4], [Seq.FIRST, Seq.GAP]),
     ([5, 5], [Seq.FIRST, Seq.REPEAT]),
     ([5, 6, 4], [Seq.FIRST, Seq.NEXT, Seq.REORDER]),
     ([1000, 2], [Seq.FIRST, Seq.RESTART]),
+    ([TOP - 1, TOP, 0, 1], [Seq.FIRST, Seq.NEXT, Seq.NEXT, Seq.NEXT]),  # the wrap is no event
+    ([TOP, 2], [Seq.FIRST, Seq.GAP]),  # a gap across the wrap
+    ([1, TOP], [Seq.FIRST, Seq.REORDER]),  # behind, across the wrap
+    ([0, 2**63 + 5], [Seq.FIRST, Seq.RESTART]),  # more than half the range ahead is behind
 ])
 def test_seq_tracker(seqs: list[int], expected: list[Seq]) -> None:
     t = SeqTracker()
     assert [t.observe(s) for s in seqs] == expected
+
+
+def test_seq_tracker_with_a_16_bit_counter() -> None:
+    t = SeqTracker(HEARTBEAT_MODULUS)
+    c = HEARTBEAT_MODULUS - 100
+    assert t.observe(c) is Seq.FIRST
+    for _ in range(3 * HEARTBEAT_MODULUS):
+        c = next_heartbeat(c)
+        assert t.observe(c) is Seq.NEXT
 
 
 def test_sequence_counters() -> None:
@@ -172,11 +218,13 @@ def test_sequence_counters() -> None:
     assert c.seq_restarts == 1
 
 
-def test_decode_errors_counted() -> None:
+def test_decode_errors_counted_by_class() -> None:
     w = MonitorWatch(LIMITS)
-    w.on_decode_error()
-    w.on_decode_error()
-    assert w.counters.decode_errors == 2
+    for reason in ("", "bad_magic", "bad_crc", "wrong_address", "masquerade", "masquerade"):
+        w.on_decode_error(reason)
+    c = w.counters
+    assert c.decode_errors == 6
+    assert (c.crc_errors, c.wrong_address, c.masquerade) == (1, 1, 2)
 
 
 # --- delivery ---
@@ -210,3 +258,23 @@ def test_confirmed_at_once_keeps_heartbeat() -> None:
     d = Delivery(LIMITS, start_ns=0)
     d.confirmed()
     assert d.acked and d.heartbeat_allowed and d.next_retry_ns is None
+
+
+def test_verdicts_queued_while_the_interlock_was_busy_do_not_build_a_late_streak() -> None:
+    w = MonitorWatch(LIMITS)  # budget 6 ms
+    w.busy(4 * MS, 12 * MS)  # e.g. arming held the loop from t = 4 ms to 12 ms
+    # Acquired 1-5 ms: each one's 6 ms budget ran out while the loop was held.
+    queued = [w.on_verdict(verdict(i, i * MS), 13 * MS) for i in range(1, 6)]
+    assert all(r.late for r in queued) and not any(r.late_streak_trip for r in queued)
+    assert w.counters.deadline_misses == 5 and w.counters.late_while_busy == 5
+    # Verdicts acquired after the busy spell are judged as usual.
+    after = [w.on_verdict(verdict(i, 11 * MS), 30 * MS) for i in range(6, 9)]
+    assert [r.late_streak_trip for r in after] == [False, False, True]
+
+
+def test_a_verdict_already_late_when_the_busy_spell_began_is_not_excused() -> None:
+    w = MonitorWatch(LIMITS)
+    w.busy(100 * MS, 110 * MS)
+    stale = [w.on_verdict(verdict(i, 50 * MS), 120 * MS) for i in range(1, 4)]  # 50 ms old at start
+    assert [r.late_streak_trip for r in stale] == [False, False, True]
+    assert w.counters.late_while_busy == 0

@@ -61,6 +61,10 @@ class Rig:
     heartbeats: list[Heartbeat] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # The cell's identity, as a configured source stamps it (an unconfigured id gets the
+        # cell's address and no key: the monitor's validator names it unknown_source).
+        self.links = messages.FrameLinks.for_cell(self.cfg.bus.cell,
+                                                  [(s.id, s.name) for s in self.cfg.sources])
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.linger = 0
         self.pub.connect(self.cfg.bus.frames)
@@ -77,7 +81,8 @@ class Rig:
     def send_frame(self, source_id: int, seq: int, samples: np.ndarray) -> None:
         now = time.monotonic_ns()
         frame = messages.Frame(source_id, seq, now, now, RATE, np.ascontiguousarray(samples))
-        self.pub.send_multipart(list(messages.encode_frame(frame)))
+        link = messages.Link(self.links.dest, self.links.origins.get(source_id, 0))
+        self.pub.send_multipart(list(messages.encode_frame(frame, link)))
 
     def send_raw(self, parts: list[bytes]) -> None:
         self.pub.send_multipart(parts)

@@ -1,11 +1,13 @@
-"""Frame validation: every rejection class, gaps, frozen channels, restarts; a fake clock."""
+"""Frame validation: every rejection class, gaps, frozen channels, restarts, insertion, and
+time judged against each source's learned clock; a fake clock."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from monitor.validate import FrameValidator, warm
+from monitor.source_clock import HOST_BAND_NS, LEARN_FRAMES
+from monitor.validate import INSERT_SLACK_FRAMES, FrameValidator, warm
 from tripwire.config import SourceConfig
 from tripwire.messages import Frame, VerdictFlag
 
@@ -43,10 +45,8 @@ def test_in_order_frames_are_accepted_without_flags(v: FrameValidator) -> None:
     (_frame(0, samples=_samples(channels=3)), "bad_channels"),
     (_frame(0, samples=_samples(n=64)), "bad_length"),
     (_frame(0, rate=8000.0), "bad_rate"),
-    (_frame(0, t_acq_ns=NOW - 51 * MS), "stale"),
-    (_frame(0, t_acq_ns=NOW + 6 * MS), "future"),
 ])
-def test_shape_and_time_rejections(v: FrameValidator, frame: Frame, reason: str) -> None:
+def test_shape_rejections(v: FrameValidator, frame: Frame, reason: str) -> None:
     out = v.check(frame, NOW)
     assert not out.accepted and out.reason == reason
     assert v.counts[reason] == 1 and v.rejected_total() == 1 and v.last_seq(1) == -1
@@ -109,11 +109,96 @@ def test_restart_of_numbering_with_fresh_time_is_accepted_as_a_gap(v: FrameValid
     assert v.counts["restart"] == 1 and v.last_seq(1) == 0
 
 
+TRANSPORT = MS // 5  # the least delay from acquisition to validation in these tests
+
+
+def _learned(v: FrameValidator, *, skew_ns: int = 0, frames: int = LEARN_FRAMES) -> int:
+    """Feed on-time frames from a source whose clock runs ``skew_ns`` ahead of ours; returns
+    the last time used (frames are 20 ms apart, each received TRANSPORT after acquisition)."""
+    now = NOW
+    for seq in range(frames):
+        now = NOW + seq * 20 * MS
+        assert v.check(_frame(seq, t_acq_ns=now - TRANSPORT + skew_ns), now).accepted
+    return now
+
+
+@pytest.mark.parametrize(("delay_ms", "reason"), [(51, "stale"), (-6, "future")])
+def test_time_rejections_after_the_clock_is_learned(v: FrameValidator, delay_ms: int,
+                                                     reason: str) -> None:
+    now = _learned(v) + 20 * MS
+    out = v.check(_frame(LEARN_FRAMES, t_acq_ns=now - TRANSPORT - delay_ms * MS), now)
+    assert not out.accepted and out.reason == reason
+    assert v.counts[reason] == 1 and v.last_seq(1) == LEARN_FRAMES - 1
+
+
 def test_boundaries_are_inclusive_of_the_limits(v: FrameValidator) -> None:
+    now = _learned(v) + 20 * MS
     x = _samples()
     x[0, 0], x[0, 1] = 100.0, -100.0
-    assert v.check(_frame(0, samples=x, t_acq_ns=NOW - 50 * MS), NOW).accepted
-    assert v.check(_frame(1, t_acq_ns=NOW + 5 * MS), NOW).accepted
+    assert v.check(_frame(LEARN_FRAMES, samples=x, t_acq_ns=now - TRANSPORT - 50 * MS), now).accepted
+
+
+def test_future_boundary_is_inclusive(v: FrameValidator) -> None:
+    now = _learned(v) + 20 * MS
+    assert v.check(_frame(LEARN_FRAMES, t_acq_ns=now - TRANSPORT + 5 * MS), now).accepted
+
+
+@pytest.mark.parametrize("skew_s", [10, -10])
+def test_a_skewed_source_is_judged_on_its_own_clock(v: FrameValidator, skew_s: int) -> None:
+    skew = skew_s * 1000 * MS
+    now = _learned(v, skew_ns=skew)
+    assert v.rejected_total() == 0
+    now += 20 * MS
+    out = v.check(_frame(LEARN_FRAMES, t_acq_ns=now - TRANSPORT + skew), now)
+    assert out.accepted and out.offset_ns == v.offset_ns(1)
+    age_ns = now - (now - TRANSPORT + skew + out.offset_ns)  # what a verdict shows; truly TRANSPORT
+    if skew > 0:
+        assert age_ns == 0  # ahead of us: short by the least transport delay
+    else:
+        assert age_ns == HOST_BAND_NS  # behind us: never short, long by at most the band
+    now += 20 * MS
+    late = v.check(_frame(LEARN_FRAMES + 1, t_acq_ns=now - 60 * MS + skew), now)
+    assert late.reason == "stale"  # real delay beyond the bound is not hidden by the skew
+
+
+def test_a_source_on_the_host_clock_is_not_translated(v: FrameValidator) -> None:
+    now = _learned(v) + 20 * MS
+    out = v.check(_frame(LEARN_FRAMES, t_acq_ns=now - 3 * MS), now)
+    assert out.accepted and out.offset_ns == 0  # floor 1 ms: inside the host band
+
+
+def test_a_forward_clock_step_is_confirmed_then_followed(v: FrameValidator) -> None:
+    now = _learned(v)
+    reasons = []
+    for seq in range(LEARN_FRAMES, LEARN_FRAMES + 4):
+        now += 20 * MS
+        reasons.append(v.check(_frame(seq, t_acq_ns=now - MS + 2000 * MS), now).reason)
+    assert reasons == ["future", "future", "", ""]
+    assert v.counts["clock_step"] == 1 and v.counts["future"] == 2
+
+
+def test_a_backward_clock_step_stays_stale(v: FrameValidator) -> None:
+    now = _learned(v)
+    for seq in range(LEARN_FRAMES, LEARN_FRAMES + 50):
+        now += 20 * MS
+        assert v.check(_frame(seq, t_acq_ns=now - MS - 2000 * MS), now).reason == "stale"
+
+
+def test_a_frame_far_ahead_of_its_stream_is_an_insertion(v: FrameValidator) -> None:
+    now = _learned(v)
+    now += 20 * MS
+    out = v.check(_frame(LEARN_FRAMES + 5000, t_acq_ns=now - MS), now)
+    assert out.reason == "insertion" and v.counts["insertion"] == 1
+    out = v.check(_frame(LEARN_FRAMES, t_acq_ns=now - MS), now)  # the stream goes on, no hole
+    assert out.accepted and out.missed == 0
+
+
+def test_a_long_outage_explains_a_long_gap(v: FrameValidator) -> None:
+    now = _learned(v)
+    missed = 10 * INSERT_SLACK_FRAMES
+    now += (missed + 1) * 20 * MS  # the frames in between were lost, and time passed
+    out = v.check(_frame(LEARN_FRAMES + missed, t_acq_ns=now - MS), now)
+    assert out.accepted and out.missed == missed
 
 
 def test_read_only_samples_after_warm(v: FrameValidator) -> None:

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from scada.commands import Outcome, check_inhibit_seconds, outcome, request
-from tripwire.messages import decode_command
+from tripwire.messages import VERSION, decode_command
 
 
 def test_requests_are_valid_commands_with_the_token_untouched() -> None:
@@ -20,7 +20,7 @@ def test_requests_are_valid_commands_with_the_token_untouched() -> None:
 
 def test_inhibit_carries_seconds_beside_the_versioned_fields() -> None:
     obj = json.loads(request("inhibit", token="t", seconds=30.0))
-    assert obj == {"v": 1, "cmd": "inhibit", "token": "t", "reason": "", "seconds": 30.0}
+    assert obj == {"v": VERSION, "cmd": "inhibit", "token": "t", "reason": "", "seconds": 30.0}
 
 
 @pytest.mark.parametrize("seconds", [0, -1.0, math.nan, math.inf, 1e9, True, "10", None])

@@ -150,3 +150,31 @@ def test_write_log_is_bounded_and_indices_stay_absolute() -> None:
     assert [r.t_ns for r in log.since(0)] == [2, 3, 4]
     assert [r.t_ns for r in log.since(4)] == [4]
     assert log.since(5) == [] and log.since(99) == []
+
+
+@pytest.mark.parametrize("frozen", [0, 1, 0x7FFF, 0xFFFE, 0xFFFF])
+def test_a_heartbeat_frozen_at_any_value_trips_even_while_rewritten(frozen: int) -> None:
+    plc = PlcProgram(WD_MS)
+    value, t = (frozen - 3) & 0xFFFF, 0
+    plc.on_write("modbus", "heartbeat", value, t)
+    plc.on_write("modbus", "permit", 1, t)
+    while value != frozen:  # advance (through the wrap when needed) to the frozen value
+        value = (value + 1) & 0xFFFF
+        t += MS
+        plc.on_write("modbus", "heartbeat", value, t)
+        assert plc.scan(t) == []
+    changed = t
+    for k in range(1, WD_MS // 100 + 1):  # rewritten every 100 ms, never changed
+        plc.on_write("modbus", "heartbeat", frozen, changed + k * 100 * MS - 1)
+        assert not any(isinstance(e, WatchdogTripped) for e in plc.scan(changed + k * 100 * MS - 1))
+    events = plc.scan(changed + WD_MS * MS)
+    assert WatchdogTripped(changed + WD_MS * MS, WD_MS * MS) in events
+
+
+def test_the_wrap_from_65535_to_0_is_a_change() -> None:
+    plc = _armed()
+    t = 0
+    for k, value in enumerate([0xFFFE, 0xFFFF, 0, 1, 2]):
+        t = (k + 1) * (WD_MS - 1) * MS  # each write just inside the watchdog period
+        plc.on_write("modbus", "heartbeat", value, t)
+        assert plc.scan(t + (WD_MS - 1) * MS) == []

@@ -146,7 +146,7 @@ def test_serve_publishes_frames_and_answers_control(ipc_dir: Path, ctx: zmq.Cont
             bad = request(ctx, cfg.bus.sim_ctl, b"garbage", timeout_ms=2000)
             assert bad["ok"] is False and "bad_json" in bad["error"]
             assert ask("status")["ok"]
-            assert ask("stop") == {"v": 1, "ok": True}
+            assert ask("stop") == {"v": messages.VERSION, "ok": True}
             sim.thread.join(15)
             assert not sim.thread.is_alive() and sim.codes == [0]
         events = {e["event"] for e in logs}

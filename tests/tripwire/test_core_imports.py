@@ -16,6 +16,7 @@ CORE = [
     "tripwire/summary.py",
     "monitor/features.py",
     "monitor/validate.py",
+    "monitor/source_clock.py",
     "monitor/decide.py",
     "monitor/bands.py",
     "models/metrics.py",

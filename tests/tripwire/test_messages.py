@@ -35,22 +35,42 @@ def test_frame_rejects_truncated_header() -> None:
     assert e.value.reason == "bad_header_size"
 
 
+def _resealed(header: bytes, payload: bytes | memoryview) -> bytes:
+    """The header with its crc recomputed: an edited field reaches the checks behind the crc."""
+    body = header[:-4]
+    return body + struct.pack("<I", m.frame_crc(body, payload))
+
+
 def test_frame_rejects_wrong_magic_and_version() -> None:
     header, payload = m.encode_frame(_frame())
     with pytest.raises(m.DecodeError) as e:
-        m.decode_frame(b"XXXX" + header[4:], payload)
+        m.decode_frame(_resealed(b"XXXX" + header[4:], payload), payload)
     assert e.value.reason == "bad_magic"
     bad_version = header[:4] + struct.pack("<H", 99) + header[6:]
     with pytest.raises(m.DecodeError) as e:
-        m.decode_frame(bad_version, payload)
+        m.decode_frame(_resealed(bad_version, payload), payload)
     assert e.value.reason == "bad_version"
+
+
+@pytest.mark.parametrize("bit", range(0, (m.FRAME_HEADER.size) * 8, 7))
+def test_frame_crc_covers_every_header_bit(bit: int) -> None:
+    header, payload = m.encode_frame(_frame())
+    flipped = bytearray(header)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(m.DecodeError) as e:
+        m.decode_frame(bytes(flipped), payload)
+    assert e.value.reason == "bad_crc"
 
 
 def test_frame_rejects_sizes_that_disagree_with_payload() -> None:
     header, payload = m.encode_frame(_frame())
+    short = bytes(payload)[:-4]
     with pytest.raises(m.DecodeError) as e:
-        m.decode_frame(header, bytes(payload)[:-4])
-    assert e.value.reason == "size_mismatch"
+        m.decode_frame(header, short)
+    assert e.value.reason == "bad_crc"  # lost bytes on the way: corruption
+    with pytest.raises(m.DecodeError) as e:
+        m.decode_frame(_resealed(header, short), short)
+    assert e.value.reason == "size_mismatch"  # sent that way: the header disagrees with it
 
 
 def test_frame_rejects_corrupted_payload() -> None:
@@ -60,6 +80,52 @@ def test_frame_rejects_corrupted_payload() -> None:
     with pytest.raises(m.DecodeError) as e:
         m.decode_frame(header, bytes(data))
     assert e.value.reason == "bad_crc"
+
+
+CELL = m.FrameLinks.for_cell("cell-a", [(3, "pump-3"), (4, "fan-4")])
+
+
+def test_frame_identity_round_trip() -> None:
+    header, payload = m.encode_frame(_frame(), CELL.link(3))
+    assert m.decode_frame(header, payload, CELL).seq == 7
+    assert len(header) == m.FRAME_HEADER.size == 64
+
+
+@pytest.mark.parametrize(("link", "reason"), [
+    (m.UNADDRESSED, "wrong_address"),  # an encoder told nothing
+    (m.Link.source("cell-b", 3, "pump-3"), "wrong_address"),  # the same source of another cell
+    (m.Link.source("cell-a", 4, "fan-4"), "masquerade"),  # fan-4 sending as source 3
+    (m.Link.source("cell-a", 3, "pump-9"), "masquerade"),  # a device of another name, id 3
+])
+def test_frame_from_the_wrong_connection_is_named(link: m.Link, reason: str) -> None:
+    header, payload = m.encode_frame(_frame(), link)  # _frame() claims source 3
+    with pytest.raises(m.DecodeError) as e:
+        m.decode_frame(header, payload, CELL)
+    assert e.value.reason == reason
+    assert m.decode_frame(header, payload).seq == 7  # integrity alone: fine
+
+
+def test_frame_of_an_unknown_source_is_left_to_the_validator() -> None:
+    f = _frame()
+    header, payload = m.encode_frame(m.Frame(77, 1, 1, 1, 6400.0, f.samples),
+                                     m.Link.source("cell-a", 77, "x"))
+    assert m.decode_frame(header, payload, CELL).source_id == 77
+
+
+def test_corruption_is_told_apart_from_identity() -> None:
+    header, payload = m.encode_frame(_frame(), m.Link.source("cell-b", 3, "pump-3"))
+    data = bytearray(payload)
+    data[0] ^= 1
+    with pytest.raises(m.DecodeError) as e:
+        m.decode_frame(header, bytes(data), CELL)
+    assert e.value.reason == "bad_crc"  # the crc comes first: a corrupted frame is not judged
+
+
+def test_identity_keys_differ_by_every_part() -> None:
+    keys = {m.source_key(1, "pump-1"), m.source_key(2, "pump-1"), m.source_key(1, "pump-2"),
+            m.monitor_key(1), m.cell_address("pump-1")}
+    assert len(keys) == 5
+    assert m.cell_address("a") != m.cell_address("b")
 
 
 def test_frame_codec_carries_nan_for_validation_to_reject() -> None:
@@ -97,6 +163,35 @@ def test_verdict_rejects_truncation_and_corruption() -> None:
     assert e.value.reason == "bad_crc"
 
 
+MONITOR = m.Link.monitor("cell-a", 1)
+
+
+def test_monitor_messages_carry_the_monitor_identity() -> None:
+    v = _verdict()
+    h = m.Heartbeat(1, 42, 99, 1000, 990, 10, 0, m.HeartbeatFlag.NONE)
+    for data, msg in ((m.encode_verdict(v, MONITOR), v), (m.encode_heartbeat(h, MONITOR), h)):
+        assert m.decode_monitor_message(data, MONITOR) == msg
+    for other, reason in ((m.UNADDRESSED, "wrong_address"),
+                          (m.Link.monitor("cell-b", 1), "wrong_address"),
+                          (m.Link.monitor("cell-a", 2), "masquerade")):
+        for data in (m.encode_verdict(v, other), m.encode_heartbeat(h, other)):
+            with pytest.raises(m.DecodeError) as e:
+                m.decode_monitor_message(data, MONITOR)
+            assert e.value.reason == reason
+
+
+@pytest.mark.parametrize("kind", ["verdict", "heartbeat"])
+def test_monitor_message_crc_covers_every_bit(kind: str) -> None:
+    data = (m.encode_verdict(_verdict(), MONITOR) if kind == "verdict"
+            else m.encode_heartbeat(m.Heartbeat(1, 2, 3, 4, 5, 6, 0, m.HeartbeatFlag.NONE), MONITOR))
+    for bit in range(32, len(data) * 8):  # past the magic (which picks the decoder)
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(m.DecodeError) as e:
+            m.decode_monitor_message(bytes(flipped), MONITOR)
+        assert e.value.reason in ("bad_crc", "size_mismatch", "truncated"), bit
+
+
 def test_heartbeat_round_trip_and_rejection() -> None:
     h = m.Heartbeat(1, 42, 99, 1000, 990, 10, 0, m.HeartbeatFlag.SOURCE_STALE)
     data = m.encode_heartbeat(h)
@@ -111,8 +206,9 @@ def test_heartbeat_round_trip_and_rejection() -> None:
 def test_command_codec_rejects_unknown_and_malformed() -> None:
     c = m.Command("reset", token="t", reason="shift change")
     assert m.decode_command(m.encode_command(c)) == c
-    for bad in (b"\xff", b"[]", b'{"v":1,"cmd":"format_disk"}', b'{"v":2,"cmd":"status"}',
-                b'{"v":1,"cmd":"reset","token":5}'):
+    v, wrong = m.VERSION, m.VERSION + 1
+    for bad in (b"\xff", b"[]", b'{"v":%d,"cmd":"format_disk"}' % v, b'{"v":%d,"cmd":"status"}' % wrong,
+                b'{"v":%d,"cmd":"reset","token":5}' % v):
         with pytest.raises(m.DecodeError):
             m.decode_command(bad)
 

@@ -1,0 +1,1 @@
+"""The bench: the load generator, raw stage floors and plain baselines behind ``tripwire bench``."""

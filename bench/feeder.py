@@ -1,0 +1,221 @@
+"""The frame feeder: the bench load as real Frames on a real ZeroMQ socket, from its own process.
+
+Shell. ``feed(plan)`` builds the plan's signal bank and sends every machine's frames in turn
+(frame ``k`` of machine 0, 1, ..., then frame ``k + 1``), each a two-part Frame with a valid
+header (source id ``machine + 1``, sequence ``k``, ``t_acq_ns = t_pub_ns`` = the send time,
+crc, the cell's addressing), its socket CONNECTED to ``plan.endpoint``:
+
+- ``socket="push"``: lossless; a full queue blocks the feeder, so frames are offered exactly
+  as fast as the receiver takes them (throughput runs);
+- ``socket="pub"``: the topology of the real pipeline (sim PUB -> monitor SUB); a slow
+  receiver loses frames at the high-water mark, and the receiver counts the gaps;
+- ``paced``: one frame per machine every ``frame_samples / rate_hz`` on the monotonic clock
+  (the load as a plant offers it) instead of as fast as possible.
+
+``Feeder`` runs ``python -m bench.feeder`` as a child process, so the source does not share
+the receiver's GIL, and ends it (terminate, then kill) when the block is left. It measures
+nothing and decides nothing; a receiver recognises its sources with ``frame_links``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import zmq
+
+from bench.errors import BenchConfigError, BenchSetupError
+from bench.signals import FAULT_KINDS, BenchLoad, Fault, SignalBank
+from tripwire.messages import FrameLinks, Link, encode_frame_header
+
+SOCKETS = ("push", "pub")
+SEND_TIMEOUT_MS = 100  # a blocked send wakes this often to look at ``stop``
+STOP_TIMEOUT_S = 5.0
+
+
+def source_name(machine: int) -> str:
+    return f"m{machine:02d}"
+
+
+def frame_links(load: BenchLoad, cell: str) -> FrameLinks:
+    """What a receiver of the feeder's frames expects: source ``m + 1`` named ``m{m:02d}``."""
+    return FrameLinks.for_cell(cell, [(m + 1, source_name(m)) for m in range(load.machines)])
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPlan:
+    load: BenchLoad
+    endpoint: str
+    cell: str = "bench"
+    socket: str = "push"
+    paced: bool = False
+    seed: int = 0
+    hwm: int = 64  # frames queued per socket before push blocks or pub drops
+    stream_s: float = 3600.0  # the stream ends after this much stream time
+    fault: Fault | None = None
+    fault_machine: int = 0
+    fault_at_s: float = 0.0  # stream time
+
+    def __post_init__(self) -> None:
+        if self.socket not in SOCKETS:
+            raise BenchConfigError(f"socket: one of {SOCKETS}, got {self.socket!r}")
+        if self.hwm <= 0 or not self.stream_s > 0:
+            raise BenchConfigError("hwm and stream_s: must be > 0")
+
+    def argv(self) -> list[str]:
+        """The command line that runs this plan in a child process."""
+        ld = self.load
+        args = [sys.executable, "-m", "bench.feeder", "--endpoint", self.endpoint,
+                "--cell", self.cell, "--socket", self.socket, "--seed", str(self.seed),
+                "--hwm", str(self.hwm), "--stream-s", repr(self.stream_s),
+                "--machines", str(ld.machines), "--channels", str(ld.channels),
+                "--rate", repr(ld.rate_hz), "--frame-samples", str(ld.frame_samples),
+                "--window", str(ld.window), "--hop", str(ld.hop)]
+        if self.paced:
+            args.append("--paced")
+        if self.fault is not None:
+            f = self.fault
+            args += ["--fault", f.kind, "--fault-channel", str(f.channel), "--fault-size",
+                     repr(f.size), "--fault-defect-hz", repr(f.defect_hz),
+                     "--fault-resonance-hz", repr(f.resonance_hz),
+                     "--fault-machine", str(self.fault_machine), "--fault-at", repr(self.fault_at_s)]
+        return args
+
+
+def feed(plan: FeedPlan, stop: threading.Event | None = None) -> int:
+    """Send the plan's stream; returns the frames sent. Ends at ``stream_s`` or on ``stop``."""
+    ld = plan.load
+    bank = SignalBank(ld, plan.seed)
+    if plan.fault is not None:
+        bank.inject(plan.fault_machine, plan.fault, plan.fault_at_s)
+    links: list[Link] = [frame_links(ld, plan.cell).link(m + 1) for m in range(ld.machines)]
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = ctx.socket(zmq.PUSH if plan.socket == "push" else zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, plan.hwm)
+    sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
+    sent = 0
+    try:
+        sock.connect(plan.endpoint)
+        period_ns = round(ld.frame_samples / ld.rate_hz * 1e9)
+        steps = round(plan.stream_s * ld.rate_hz / ld.frame_samples)
+        t0 = time.monotonic_ns()
+        for k in range(steps):
+            if plan.paced:
+                wait_ns = t0 + k * period_ns - time.monotonic_ns()
+                if wait_ns > 0:
+                    time.sleep(wait_ns / 1e9)
+            for m in range(ld.machines):
+                payload = bank.frame(m, k).data.cast("B")
+                while True:
+                    if stop is not None and stop.is_set():
+                        return sent
+                    now = time.monotonic_ns()
+                    header = encode_frame_header(
+                        source_id=m + 1, seq=k, t_acq_ns=now, t_pub_ns=now, sample_rate_hz=ld.rate_hz,
+                        channels=ld.channels, samples=ld.frame_samples, payload=payload, link=links[m])
+                    try:
+                        sock.send_multipart((header, payload), copy=False)
+                        break
+                    except zmq.Again:
+                        continue  # the receiver is behind (push): look at stop, then offer again
+                sent += 1
+        return sent
+    except zmq.ZMQError as e:
+        raise BenchSetupError(f"feeder on {plan.endpoint}: {e}") from None
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
+class Feeder:
+    """``with Feeder(plan):`` the plan runs in a child process until the block is left."""
+
+    def __init__(self, plan: FeedPlan) -> None:
+        self.plan = plan
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._failure = ""
+
+    def __enter__(self) -> Feeder:
+        try:
+            self._proc = subprocess.Popen(self.plan.argv(), stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except OSError as e:
+            raise BenchSetupError(f"cannot start the feeder: {e}") from None
+        return self
+
+    def failure(self) -> str:
+        """Why the child ended early ("" while it runs). Reads its stderr once it has exited."""
+        proc = self._proc
+        if self._failure or proc is None or proc.poll() is None:
+            return self._failure
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        self._failure = f"feeder exited with {proc.returncode}: {err.strip()[-500:]}"
+        return self._failure
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT_S)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def _plan(argv: list[str] | None) -> FeedPlan:
+    p = argparse.ArgumentParser(prog="python -m bench.feeder", description=__doc__)
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--cell", default="bench")
+    p.add_argument("--socket", choices=SOCKETS, default="push")
+    p.add_argument("--paced", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hwm", type=int, default=64)
+    p.add_argument("--stream-s", type=float, default=3600.0)
+    p.add_argument("--machines", type=int, default=16)
+    p.add_argument("--channels", type=int, default=64)
+    p.add_argument("--rate", type=float, default=25600.0)
+    p.add_argument("--frame-samples", type=int, default=128)
+    p.add_argument("--window", type=int, default=1024)
+    p.add_argument("--hop", type=int, default=128)
+    p.add_argument("--fault", choices=FAULT_KINDS)
+    p.add_argument("--fault-channel", type=int, default=0)
+    p.add_argument("--fault-size", type=float, default=Fault().size)
+    p.add_argument("--fault-defect-hz", type=float, default=Fault().defect_hz)
+    p.add_argument("--fault-resonance-hz", type=float, default=Fault().resonance_hz)
+    p.add_argument("--fault-machine", type=int, default=0)
+    p.add_argument("--fault-at", type=float, default=0.0)
+    a = p.parse_args(argv)
+    load = BenchLoad(a.machines, a.channels, a.rate, a.frame_samples, a.window, a.hop)
+    fault = (Fault(a.fault, a.fault_channel, a.fault_size, a.fault_defect_hz, a.fault_resonance_hz)
+             if a.fault else None)
+    return FeedPlan(load, a.endpoint, a.cell, a.socket, a.paced, a.seed, a.hwm, a.stream_s,
+                    fault, a.fault_machine, a.fault_at)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        feed(_plan(argv))
+    except BenchConfigError as e:
+        print(f"bench.feeder: {e}", file=sys.stderr)
+        return 2
+    except BenchSetupError as e:
+        print(f"bench.feeder: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

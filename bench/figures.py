@@ -1,0 +1,34 @@
+"""How the bench reports figures: histograms as percentiles in µs, rates per second.
+
+Pure core: turns numbers it is handed into plain dicts (JSON-ready, units in key names). It
+never reads a clock and never measures anything itself.
+"""
+
+from __future__ import annotations
+
+from tripwire.latency import Histogram
+
+
+def latency_us(hist: Histogram) -> dict[str, float]:
+    """``count``, ``p50_us``, ``p99_us``, ``p999_us``, ``max_us`` of a histogram of ns."""
+
+    def us(ns: int) -> float:
+        return round(ns / 1e3, 2)
+
+    return {
+        "count": hist.total,
+        "p50_us": us(hist.percentile(0.50)),
+        "p99_us": us(hist.percentile(0.99)),
+        "p999_us": us(hist.percentile(0.999)),
+        "max_us": us(hist.max_ns),
+    }
+
+
+def rate_per_s(count: float, elapsed_ns: int) -> float:
+    """``count`` over ``elapsed_ns``, per second; 0 when no time passed."""
+    return round(count * 1e9 / elapsed_ns, 1) if elapsed_ns > 0 else 0.0
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """A side-by-side ratio, rounded for reading; 0 when the denominator is 0."""
+    return round(numerator / denominator, 2) if denominator > 0 else 0.0
