@@ -207,6 +207,8 @@ def _faults(args: argparse.Namespace) -> int:
 
     logs.configure("error", "console", stream=sys.stderr)
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)  # a pipe or a log file: keep one line per row
     try:
         specs = cases.select(args.cases)
     except KeyError as e:
