@@ -34,6 +34,7 @@ from sim.plc_modbus import ModbusPlc
 from sim.plc_opcua import OpcuaPlc
 from sim.plc_runtime import PlcRuntime
 from tripwire.config import ModbusTargetConfig, OpcuaTargetConfig
+from interlock.opcua_writer import run_loop
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 30.0
@@ -53,22 +54,10 @@ class LoopThread:
     def __enter__(self) -> "LoopThread":
         loop = asyncio.new_event_loop()
         self._loop = loop
-        self._thread = threading.Thread(target=self._run, args=(loop,), name=self._name, daemon=True)
+        self._thread = threading.Thread(target=run_loop, args=(loop,), name=self._name, daemon=True)
         self._thread.start()
         return self
 
-    @staticmethod
-    def _run(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = CALL_TIMEOUT_S) -> T:
         loop = self._loop

@@ -194,25 +194,12 @@ class OpcuaStopWriter:
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=self._run, args=(loop,), name=f"{self.name}-writer",
+            thread = threading.Thread(target=run_loop, args=(loop,), name=f"{self.name}-writer",
                                       daemon=True)
             self._loop, self._thread = loop, thread
             thread.start()
         return self._loop
 
-    @staticmethod
-    def _run(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_forever()
-        finally:
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         loop = self._loop
@@ -352,3 +339,18 @@ class OpcuaStopWriter:
         if dv.StatusCode is not None and not is_good(dv.StatusCode):
             raise WriteRefused(self.name, f"{node}: {dv.StatusCode.name}")
         return dv.Value.Value if dv.Value is not None else None
+
+
+def run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Run ``loop`` in this thread until stopped; then cancel its tasks and close it."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
