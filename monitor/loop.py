@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import select
 import threading
 import time
@@ -53,6 +54,7 @@ MAX_BATCH = 16  # rows per scoring call; the model is warmed for every size up t
 RCV_HWM = 1000  # frames queued in the SUB socket before ZeroMQ drops (counted by the sender)
 SND_HWM = 10000
 REJECT_LOG_NS = 1_000_000_000
+LATE_HB_PERIODS = 3  # a heartbeat gap this many periods long is logged with where the time went
 STAGES = ("receive", "validate", "features", "inference", "decision", "total", "heartbeat_gap")
 
 
@@ -73,6 +75,26 @@ class _Row:
     seq: int
     t_acq_ns: int
     flags: VerdictFlag
+
+
+class _GapProbe:
+    """Where a long heartbeat gap went: this thread's CPU time, context switches and page
+    faults over the gap. CPU time near the gap is work of our own; a wall gap with little CPU
+    and involuntary switches is preemption; voluntary switches are a blocking call."""
+
+    def __init__(self) -> None:
+        self._cpu_ns = time.thread_time_ns()
+        self._ru = resource.getrusage(resource.RUSAGE_THREAD)
+
+    def mark(self) -> dict[str, Any]:
+        cpu, ru = time.thread_time_ns(), resource.getrusage(resource.RUSAGE_THREAD)
+        out = {"cpu_ms": round((cpu - self._cpu_ns) / 1e6, 3),
+               "involuntary_switches": ru.ru_nivcsw - self._ru.ru_nivcsw,
+               "voluntary_switches": ru.ru_nvcsw - self._ru.ru_nvcsw,
+               "minor_faults": ru.ru_minflt - self._ru.ru_minflt,
+               "major_faults": ru.ru_majflt - self._ru.ru_majflt}
+        self._cpu_ns, self._ru = cpu, ru
+        return out
 
 
 class MonitorLoop:
@@ -112,6 +134,8 @@ class MonitorLoop:
         self._model_error = False
         self._logged_rejects: Counter[str] = Counter()
         self._last_reject_log = 0
+        self._probe = _GapProbe()
+        self._last_gap_log = 0
         self._ctx: zmq.Context[Any] | None = None
         self._sub: zmq.Socket[Any] | None = None
         self._pub: zmq.Socket[Any] | None = None
@@ -318,8 +342,16 @@ class MonitorLoop:
                        self.counts["received"], self._validator.counts["accepted"],
                        self.rejected_total(), 0, flags)
         self._send(messages.encode_heartbeat(hb, self._link))
+        probe = self._probe.mark()
         if self._last_hb_ns:  # the interlock's liveness rule watches exactly this gap
-            self.latency["heartbeat_gap"].record(t_hb - self._last_hb_ns)
+            gap = t_hb - self._last_hb_ns
+            self.latency["heartbeat_gap"].record(gap)
+            if gap > LATE_HB_PERIODS * self._hb_ns:
+                self.counts["heartbeats_late"] += 1
+                if t_hb - self._last_gap_log >= REJECT_LOG_NS:
+                    self._last_gap_log = t_hb
+                    self._log.warning("heartbeat_late", gap_ms=round(gap / 1e6, 3),
+                                      late_total=self.counts["heartbeats_late"], **probe)
         self._last_hb_ns = t_hb
         self._log_rejects(now)
 
@@ -362,6 +394,7 @@ class MonitorLoop:
             "levels": {k: self.counts[f"level_{k}"] for k in ("ok", "warn", "trip")},
             "inference_errors": self.counts["inference_errors"],
             "input_trips": self.counts["input_trips"],
+            "heartbeats_late": self.counts["heartbeats_late"],
         }
 
     def summary(self) -> dict[str, Any]:
