@@ -12,31 +12,45 @@ crc, the cell's addressing), its socket CONNECTED to ``plan.endpoint``:
 - ``paced``: one frame per machine every ``frame_samples / rate_hz`` on the monotonic clock
   (the load as a plant offers it) instead of as fast as possible.
 
+Faults: the plan's one ``fault`` (from ``fault_at_s`` on), and a ``schedule`` of fault
+windows (bench.schedule.FaultWindow: a machine, a fault, from ``on_s`` to ``off_s`` of
+stream time), all drawn into the frames by the signal bank.
+
 ``Feeder`` runs ``python -m bench.feeder`` as a child process, so the source does not share
-the receiver's GIL, and ends it (terminate, then kill) when the block is left. It measures
-nothing and decides nothing; a receiver recognises its sources with ``frame_links``.
+the receiver's GIL, and ends it (SIGTERM, which the child turns into a clean stop; kill if it
+lingers) when the block is left. The child takes ``priority`` (SCHED_FIFO, as the cell's
+DAQ would) once its bank is built, and with ``report_path`` writes ``{"sent": n}`` there as
+it ends. It measures nothing and decides nothing; a receiver recognises its sources with
+``frame_links``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
+from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 import zmq
 
 from bench.errors import BenchConfigError, BenchSetupError
+from bench.schedule import FaultWindow, schedule_from_json, schedule_to_json
 from bench.signals import FAULT_KINDS, BenchLoad, Fault, SignalBank
 from tripwire.messages import FrameLinks, Link, encode_frame_header
 
 SOCKETS = ("push", "pub")
 SEND_TIMEOUT_MS = 100  # a blocked send wakes this often to look at ``stop``
 STOP_TIMEOUT_S = 5.0
+FLUSH_MS = 2000  # at the stream's end, queued frames get this long to leave
 
 
 def source_name(machine: int) -> str:
@@ -61,6 +75,9 @@ class FeedPlan:
     fault: Fault | None = None
     fault_machine: int = 0
     fault_at_s: float = 0.0  # stream time
+    schedule: tuple[FaultWindow, ...] = ()
+    priority: int = 0  # SCHED_FIFO priority of the feeder process (0: normal scheduling)
+    report_path: str = ""  # the child writes {"sent": n} here as it ends
 
     def __post_init__(self) -> None:
         if self.socket not in SOCKETS:
@@ -73,10 +90,7 @@ class FeedPlan:
         ld = self.load
         args = [sys.executable, "-m", "bench.feeder", "--endpoint", self.endpoint,
                 "--cell", self.cell, "--socket", self.socket, "--seed", str(self.seed),
-                "--hwm", str(self.hwm), "--stream-s", repr(self.stream_s),
-                "--machines", str(ld.machines), "--channels", str(ld.channels),
-                "--rate", repr(ld.rate_hz), "--frame-samples", str(ld.frame_samples),
-                "--window", str(ld.window), "--hop", str(ld.hop)]
+                "--hwm", str(self.hwm), "--stream-s", repr(self.stream_s), *ld.argv()]
         if self.paced:
             args.append("--paced")
         if self.fault is not None:
@@ -85,15 +99,27 @@ class FeedPlan:
                      repr(f.size), "--fault-defect-hz", repr(f.defect_hz),
                      "--fault-resonance-hz", repr(f.resonance_hz),
                      "--fault-machine", str(self.fault_machine), "--fault-at", repr(self.fault_at_s)]
+        if self.schedule:
+            args += ["--schedule", schedule_to_json(self.schedule)]
+        if self.priority:
+            args += ["--priority", str(self.priority)]
+        if self.report_path:
+            args += ["--report", self.report_path]
         return args
 
 
-def feed(plan: FeedPlan, stop: threading.Event | None = None) -> int:
-    """Send the plan's stream; returns the frames sent. Ends at ``stream_s`` or on ``stop``."""
+def feed(plan: FeedPlan, stop: threading.Event | None = None,
+         ready: Callable[[], None] | None = None) -> int:
+    """Send the plan's stream; returns the frames sent. Ends at ``stream_s`` or on ``stop``.
+    ``ready()`` is called once the bank is built, before the first frame."""
     ld = plan.load
     bank = SignalBank(ld, plan.seed)
     if plan.fault is not None:
         bank.inject(plan.fault_machine, plan.fault, plan.fault_at_s)
+    for w in plan.schedule:
+        bank.inject(w.machine, w.fault, w.on_s, w.off_s)
+    if ready is not None:
+        ready()
     links: list[Link] = [frame_links(ld, plan.cell).link(m + 1) for m in range(ld.machines)]
     ctx: zmq.Context[Any] = zmq.Context()
     sock = ctx.socket(zmq.PUSH if plan.socket == "push" else zmq.PUB)
@@ -101,6 +127,7 @@ def feed(plan: FeedPlan, stop: threading.Event | None = None) -> int:
     sock.setsockopt(zmq.SNDHWM, plan.hwm)
     sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
     sent = 0
+    linger_ms = 0  # stopped: drop what is queued
     try:
         sock.connect(plan.endpoint)
         period_ns = round(ld.frame_samples / ld.rate_hz * 1e9)
@@ -126,11 +153,12 @@ def feed(plan: FeedPlan, stop: threading.Event | None = None) -> int:
                     except zmq.Again:
                         continue  # the receiver is behind (push): look at stop, then offer again
                 sent += 1
+        linger_ms = FLUSH_MS  # the stream ended: what is still queued goes out first
         return sent
     except zmq.ZMQError as e:
         raise BenchSetupError(f"feeder on {plan.endpoint}: {e}") from None
     finally:
-        sock.close(0)
+        sock.close(linger_ms)
         ctx.term()
 
 
@@ -149,6 +177,14 @@ class Feeder:
         except OSError as e:
             raise BenchSetupError(f"cannot start the feeder: {e}") from None
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def returncode(self) -> int | None:
+        """The child's exit code; None while it runs (or before it started)."""
+        return None if self._proc is None else self._proc.poll()
 
     def failure(self) -> str:
         """Why the child ended early ("" while it runs). Reads its stderr once it has exited."""
@@ -184,12 +220,7 @@ def _plan(argv: list[str] | None) -> FeedPlan:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hwm", type=int, default=64)
     p.add_argument("--stream-s", type=float, default=3600.0)
-    p.add_argument("--machines", type=int, default=16)
-    p.add_argument("--channels", type=int, default=64)
-    p.add_argument("--rate", type=float, default=25600.0)
-    p.add_argument("--frame-samples", type=int, default=128)
-    p.add_argument("--window", type=int, default=1024)
-    p.add_argument("--hop", type=int, default=128)
+    BenchLoad.add_arguments(p)
     p.add_argument("--fault", choices=FAULT_KINDS)
     p.add_argument("--fault-channel", type=int, default=0)
     p.add_argument("--fault-size", type=float, default=Fault().size)
@@ -197,21 +228,48 @@ def _plan(argv: list[str] | None) -> FeedPlan:
     p.add_argument("--fault-resonance-hz", type=float, default=Fault().resonance_hz)
     p.add_argument("--fault-machine", type=int, default=0)
     p.add_argument("--fault-at", type=float, default=0.0)
+    p.add_argument("--schedule", default="", help="JSON list of fault windows")
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--report", default="")
     a = p.parse_args(argv)
-    load = BenchLoad(a.machines, a.channels, a.rate, a.frame_samples, a.window, a.hop)
+    load = BenchLoad.from_arguments(a)
     fault = (Fault(a.fault, a.fault_channel, a.fault_size, a.fault_defect_hz, a.fault_resonance_hz)
              if a.fault else None)
+    schedule = schedule_from_json(a.schedule) if a.schedule else ()
     return FeedPlan(load, a.endpoint, a.cell, a.socket, a.paced, a.seed, a.hwm, a.stream_s,
-                    fault, a.fault_machine, a.fault_at)
+                    fault, a.fault_machine, a.fault_at, schedule, a.priority, a.report)
+
+
+def _write_report(path: str, sent: int) -> None:
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps({"sent": sent}))
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     try:
-        feed(_plan(argv))
+        plan = _plan(argv)
+
+        def ready() -> None:
+            if plan.priority:
+                from tripwire import realtime  # only when asked: structlog
+
+                realtime.apply(plan.priority, "feeder")
+
+        sent = feed(plan, stop, ready)
+        if plan.report_path:
+            _write_report(plan.report_path, sent)
     except BenchConfigError as e:
         print(f"bench.feeder: {e}", file=sys.stderr)
         return 2
-    except BenchSetupError as e:
+    except (BenchSetupError, OSError) as e:
         print(f"bench.feeder: {e}", file=sys.stderr)
         return 1
     return 0

@@ -9,7 +9,9 @@ pymodbus' default ``ModbusTcpClient``. No batching, no numba, no separate interl
 
 Frames are offered as fast as the pipeline takes them (a PUSH feeder blocks when the
 pipeline is behind), so ``samples_per_s`` is what it sustains; ``decision_us`` is frame-in
-(the receive returned) to decision (the score compared), per window. The lead runs the real
+(the receive returned) to decision (the score compared), per window; ``cpu_percent`` is this
+process' CPU time over the counted span (% of one core), so the pipelines also compare per
+CPU-second. The lead runs the real
 pipeline at the same load and compares. Reads ``time.monotonic_ns()``; decides nothing
 beyond the one comparison it is the plain version of.
 """
@@ -88,6 +90,7 @@ def _run(plan: FeedPlan, seconds: float, warm_s: float, model: BenchModel, sessi
     pull.setsockopt(zmq.LINGER, 0)
     pull.setsockopt(zmq.RCVHWM, RCV_HWM)
     client = ModbusTcpClient(target.host, port=target.port)
+    cpu_start, t_cpu_start = -1, 0
     try:
         pull.bind(endpoint)
         if not client.connect():  # type: ignore[no-untyped-call]
@@ -110,6 +113,8 @@ def _run(plan: FeedPlan, seconds: float, warm_s: float, model: BenchModel, sessi
                 if t_in >= t_end:
                     break
                 counting = t_in >= t_start
+                if counting and cpu_start < 0:
+                    cpu_start, t_cpu_start = time.process_time_ns(), t_in
                 t_last = t_in
                 try:
                     frame = decode_frame(header, payload, links)
@@ -149,7 +154,9 @@ def _run(plan: FeedPlan, seconds: float, warm_s: float, model: BenchModel, sessi
         client.close()  # type: ignore[no-untyped-call]
         pull.close(0)
         ctx.term()
+    cpu_end = time.process_time_ns()
     elapsed = max(0, t_last - t_start)
+    cpu_wall = t_last - t_cpu_start if cpu_start >= 0 else 0
     samples = counts["frames"] * load.channels * load.frame_samples
     made = rate_per_s(samples, elapsed)
     return {
@@ -159,6 +166,8 @@ def _run(plan: FeedPlan, seconds: float, warm_s: float, model: BenchModel, sessi
         "samples_per_s": made,
         "load_samples_per_s": load.samples_per_s,
         "keeps_up": made >= load.samples_per_s,
+        # this process' CPU (every thread) over the counted span, % of one core
+        "cpu_percent": round(100.0 * (cpu_end - cpu_start) / cpu_wall, 1) if cpu_wall > 0 else None,
         "decision_us": latency_us(hists["decision"]),
         "stages": {f"{k}_us": latency_us(h) for k, h in hists.items() if k != "decision"},
     }

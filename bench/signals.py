@@ -12,14 +12,15 @@ signal is computed once as a loop of ``loop_frames`` frames and played round and
 - the bank is stored frame by frame, (machines, loop_frames, channels, frame_samples), so a
   healthy frame is a C-contiguous read-only view: no copy, no per-sample Python.
 
-A fault (``Fault``) is added on demand to one channel of one machine from a given sample on:
-a bearing-like train of decaying resonance impulses, or a step in the channel's RMS. Only a
-faulted frame is copied. ``SignalBank`` is not thread-safe: one owner asks for frames.
+A fault (``Fault``) is added on demand to one channel of one machine from a given sample on,
+until a given sample or for good: a bearing-like train of decaying resonance impulses, or a
+step in the channel's RMS. Only a faulted frame is copied. ``SignalBank`` is not thread-safe: one owner asks for frames.
 Imports numpy only (no numba), so the frame feeder's process starts quickly.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 
@@ -76,6 +77,26 @@ class BenchLoad:
     def channel_names(self) -> tuple[str, ...]:
         return tuple(f"ch{i:02d}" for i in range(self.channels))
 
+    def argv(self) -> list[str]:
+        """The load as command-line options of the bench's child processes (``add_arguments``)."""
+        return ["--machines", str(self.machines), "--channels", str(self.channels),
+                "--rate", repr(self.rate_hz), "--frame-samples", str(self.frame_samples),
+                "--window", str(self.window), "--hop", str(self.hop)]
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        d = BenchLoad()
+        p.add_argument("--machines", type=int, default=d.machines)
+        p.add_argument("--channels", type=int, default=d.channels)
+        p.add_argument("--rate", type=float, default=d.rate_hz)
+        p.add_argument("--frame-samples", type=int, default=d.frame_samples)
+        p.add_argument("--window", type=int, default=d.window)
+        p.add_argument("--hop", type=int, default=d.hop)
+
+    @staticmethod
+    def from_arguments(a: argparse.Namespace) -> BenchLoad:
+        return BenchLoad(a.machines, a.channels, a.rate, a.frame_samples, a.window, a.hop)
+
 
 @dataclass(frozen=True, slots=True)
 class Fault:
@@ -106,6 +127,7 @@ class Onset:
     machine: int
     fault: Fault
     sample: int  # index of the first faulty sample in the machine's stream
+    end: int | None = None  # index of the first healthy sample after it (None: never ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +211,18 @@ class SignalBank:
         if not 0 <= machine < self.load.machines:
             raise BenchConfigError(f"machine: 0..{self.load.machines - 1}, got {machine}")
 
-    def inject(self, machine: int, fault: Fault, at_s: float) -> Onset:
-        """Add ``fault`` to ``machine`` from stream time ``at_s`` (its sample round(at_s * R))."""
+    def inject(self, machine: int, fault: Fault, at_s: float, until_s: float | None = None) -> Onset:
+        """Add ``fault`` to ``machine`` from stream time ``at_s`` (its sample round(at_s * R)),
+        until stream time ``until_s`` (None: for good)."""
         self._check_machine(machine)
         if not 0 <= fault.channel < self.load.channels:
             raise BenchConfigError(f"fault.channel: 0..{self.load.channels - 1}, got {fault.channel}")
         if not (at_s >= 0 and math.isfinite(at_s)):
             raise BenchConfigError(f"at_s: must be >= 0, got {at_s}")
-        onset = Onset(machine, fault, round(at_s * self.load.rate_hz))
+        if until_s is not None and not (until_s > at_s and math.isfinite(until_s)):
+            raise BenchConfigError(f"until_s: must be > at_s ({at_s}), got {until_s}")
+        end = None if until_s is None else round(until_s * self.load.rate_hz)
+        onset = Onset(machine, fault, round(at_s * self.load.rate_hz), end)
         loop = self._impulse_loop(machine, fault) if fault.kind == BEARING else None
         self._active.setdefault(machine, []).append(_Active(onset, loop))
         return onset
@@ -230,16 +256,18 @@ class SignalBank:
         first = index * fs
         out: F32 | None = None
         for a in acts:
-            if a.onset.sample >= first + fs:
+            end = a.onset.end
+            if a.onset.sample >= first + fs or (end is not None and end <= first):
                 continue
             if out is None:
                 out = base.copy()
             off = max(0, a.onset.sample - first)
+            stop = fs if end is None else min(fs, end - first)
             row = out[a.onset.fault.channel]
             if a.loop is None:
-                row[off:] *= np.float32(a.onset.fault.size)
+                row[off:stop] *= np.float32(a.onset.fault.size)
             else:
-                row[off:] += a.loop[index % self.loop_frames, off:]
+                row[off:stop] += a.loop[index % self.loop_frames, off:stop]
         return base if out is None else out
 
     def block(self, machine: int, first: int, frames: int) -> F32:

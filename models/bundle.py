@@ -44,6 +44,7 @@ from monitor.errors import FeatureSpecError
 from monitor.features import FeatureSpec
 
 if TYPE_CHECKING:
+    from models.providers import ScorerOptions
     from models.scorer import OnnxScorer
 
 __all__ = [
@@ -123,17 +124,19 @@ class Bundle:
 
     def scorer(
         self, providers: str = "auto", intra_op_threads: int = 1, max_batch: int = 64,
-        tier: str | None = None,
+        tier: str | None = None, options: ScorerOptions | None = None,
     ) -> OnnxScorer:
         """A scorer over the active tier, or over ``tier`` (whose threshold is
-        ``with_tier(tier).threshold``)."""
+        ``with_tier(tier).threshold``); ``options``: CUDA graphs, TensorRT caches
+        (providers.options_from_config makes them from the monitor's config)."""
         from models.scorer import open_scorer  # noqa: PLC0415 - onnxruntime only when scoring
 
         if tier is not None and tier != self.tier:
-            return self.with_tier(tier).scorer(providers, intra_op_threads, max_batch)
+            return self.with_tier(tier).scorer(providers, intra_op_threads, max_batch,
+                                               options=options)
         return open_scorer(
             self.onnx_bytes, self.model_id, self.n_features, providers=providers,
-            intra_op_threads=intra_op_threads, max_batch=max_batch,
+            intra_op_threads=intra_op_threads, max_batch=max_batch, options=options,
         )
 
 

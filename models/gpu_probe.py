@@ -9,6 +9,8 @@ libraries already loaded). Loading is the test: a library that is present but ca
 (wrong architecture, missing dependency) counts as missing.
 
 Only ever called when a GPU provider might be chosen. The decision itself is providers.py's.
+``device_to_host_copier`` hands the scorer's device binding libcudart's ``cudaMemcpy``, so
+reading a result back from the GPU allocates nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import ctypes
 import glob
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from models.providers import CUDA_LIBS, TENSORRT_LIBS, GpuProbe
 
@@ -34,20 +36,47 @@ def _candidates(soname: str) -> list[str]:
     return found
 
 
-def load_library(soname: str) -> bool:
-    """Load a shared library globally by soname, or from a pip wheel; True when it loaded."""
+def _load(soname: str) -> ctypes.CDLL | None:
     try:
-        ctypes.CDLL(soname, mode=ctypes.RTLD_GLOBAL)
-        return True
+        return ctypes.CDLL(soname, mode=ctypes.RTLD_GLOBAL)
     except OSError:
         pass
     for path in _candidates(soname):
         try:
-            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-            return True
+            return ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
         except OSError:
             continue
-    return False
+    return None
+
+
+def load_library(soname: str) -> bool:
+    """Load a shared library globally by soname, or from a pip wheel; True when it loaded."""
+    return _load(soname) is not None
+
+
+CUDA_MEMCPY_DEVICE_TO_HOST = 2  # cudaMemcpyKind
+
+
+def device_to_host_copier(soname: str = CUDA_LIBS[0]) -> Callable[[int, int, int], None] | None:
+    """``copy(host_dst, device_src, nbytes)`` through libcudart's cudaMemcpy, or None when
+    the runtime library cannot be loaded. Synchronous: it returns with the bytes in place.
+    A failed copy raises OSError naming the CUDA error code."""
+    lib = _load(soname)
+    if lib is None:
+        return None
+    try:
+        memcpy = lib.cudaMemcpy
+    except AttributeError:
+        return None
+    memcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    memcpy.restype = ctypes.c_int
+
+    def copy(dst: int, src: int, nbytes: int) -> None:
+        rc = memcpy(dst, src, nbytes, CUDA_MEMCPY_DEVICE_TO_HOST)
+        if rc != 0:
+            raise OSError(f"cudaMemcpy failed with CUDA error {rc}")
+
+    return copy
 
 
 def _error_name(lib: ctypes.CDLL, code: int) -> str:

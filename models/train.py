@@ -65,7 +65,7 @@ from models.manifest import (
     canonical_json,
 )
 from models.tiers_train import TierTrainConfig
-from monitor import features
+from monitor import bands, features
 from monitor.features import FeatureSpec, offline_features
 from sim import machine, plant
 from sim.plant import normal_run
@@ -278,8 +278,8 @@ def default_bundle_path(cfg: Config, cache_dir: Path, kind: str = "autoencoder")
         "sim": {"seed": cfg.sim.seed, "load_change_every_s": cfg.sim.load_change_every_s},
         "sources": [{"id": s.id, "channels": s.channels, "rate": s.sample_rate_hz}
                     for s in cfg.sources],
-        "code": _code_digest([plant, machine, features, autoencoder, pca, iforest, standardize,
-                              calibrate, export, sys.modules[__name__]]
+        "code": _code_digest([plant, machine, bands, features, autoencoder, pca, iforest,
+                              standardize, calibrate, export, sys.modules[__name__]]
                              + ([tier_bundle, tiers, tiers_train] if kind == "tiers" else [])),
     }
     digest = hashlib.sha256(canonical_json(key)).hexdigest()[:16]

@@ -13,11 +13,12 @@ split. Per source, for each window in order:
           threshold that has not yet made k of n)
     OK    otherwise
 
-A window votes above when its score exceeds the threshold; while the source is in a TRIP
-episode (hysteresis, ``clear_ratio`` < 1) it keeps voting above down to the lower clear
-level ``clear_ratio * threshold``, so a score hovering at the threshold does not chatter
-between TRIP and WARN. A score that is not a number counts as above: a model that cannot say
-"normal" is not normal.
+A window votes above when its score exceeds the threshold (with model tiers, the threshold
+of the tier that scored it: ``decide(threshold=...)``; warn and clear levels scale with it);
+while the source is in a TRIP episode (hysteresis, ``clear_ratio`` < 1) it keeps voting
+above down to the lower clear level ``clear_ratio * threshold``, so a score hovering at the
+threshold does not chatter between TRIP and WARN. A score that is not a number counts as
+above: a model that cannot say "normal" is not normal.
 
 Every decision that raises a source's level (OK -> WARN, OK or WARN -> TRIP) is an *onset*:
 the shell announces it (alarm, SCADA event, log line). ``max_trips_per_period`` bounds the
@@ -110,6 +111,7 @@ class Decider:
         self.threshold = float(threshold)
         self.k, self.n = k, n
         self._mask = (1 << n) - 1
+        self._warn_ratio, self._clear_ratio = warn_ratio, clear_ratio
         self._warn = warn_ratio * self.threshold
         self._clear = clear_ratio * self.threshold
         self._bad_ns = int(bad_input_trip_ms * 1e6)
@@ -160,26 +162,38 @@ class Decider:
         row = np.asarray(features).reshape(-1)
         return row.size > self._idle_at and bool(row[self._idle_at] < self._idle_below)
 
+    @property
+    def idle_rule(self) -> tuple[int, float] | None:
+        """(feature index, RMS level below which the machine is idle), or None when off."""
+        return (self._idle_at, self._idle_below) if self._idle_at >= 0 else None
+
     def decide(
         self, source_id: int, score: float, contrib: npt.NDArray[np.float32], now_ns: int,
-        features: npt.NDArray[np.float32] | None = None,
+        features: npt.NDArray[np.float32] | None = None, threshold: float | None = None,
     ) -> Decision:
         """Record one window's score for the source and return its decision.
 
         ``features`` is the window's raw feature row; idle suppression needs it and does
-        nothing without it.
+        nothing without it. ``threshold``: the threshold of the model that produced this
+        score (a tier of a tiered bundle), when it is not the decider's own; the warn and
+        clear levels scale with it. Votes already cast stand across a change of model.
         """
         state = self._sources[source_id]
         idle = self.is_idle(features)
-        above = not idle and not score <= self.threshold  # NaN counts as above
+        if threshold is None:
+            thr, warn, clear = self.threshold, self._warn, self._clear
+        else:
+            thr = float(threshold)
+            warn, clear = self._warn_ratio * thr, self._clear_ratio * thr
+        above = not idle and not score <= thr  # NaN counts as above
         in_trip = state.level == Level.TRIP
-        vote = not idle and not score <= (self._clear if in_trip else self.threshold)
+        vote = not idle and not score <= (clear if in_trip else thr)
         state.history = ((state.history << 1) | int(vote)) & self._mask
         votes = state.history.bit_count()
         input_trip = self.input_tripped(source_id, now_ns)
         if input_trip or (votes >= self.k and not idle):
             level = Level.TRIP
-        elif not idle and (above or score >= self._warn):
+        elif not idle and (above or score >= warn):
             level = Level.WARN
         else:
             self._settle(state, Level.OK, now_ns)

@@ -16,8 +16,12 @@ hops; after ``reset()`` it starts from the steady state of the first sample, so 
 level does not ring the filters.
 
 ``offline_features`` (training) pushes a whole recording through the same kernels, so it gives
-the same numbers as streaming in any chunk sizes. This module never reads a clock, never
-touches a socket and never logs.
+the same numbers as streaming in any chunk sizes.
+
+Hot path: every kernel is compiled with ``cache=True`` and ``nogil=True`` and ``warm`` compiles
+them for every input the monitor sees before the first frame; pushing a float32 C-contiguous
+frame allocates nothing (all state is preallocated per source, and rows land in a buffer that
+``pop_into`` copies out). This module never reads a clock, never touches a socket and never logs.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ DEFAULT_BANDS_HZ: tuple[tuple[float, float], ...] = (
 )
 _ENERGY_FLOOR = 1e-12
 
-# Block record layout (last axis of the block ring).
+# Block record fields (the middle axis of the block ring, blocks x fields x channels).
 _N, _MEAN, _M2, _M3, _M4, _MIN, _MAX, _SS0 = range(8)
 
 F32Array = npt.NDArray[np.float32]
@@ -133,131 +137,114 @@ def _filter_bank(spec: FeatureSpec) -> F64Array:
 
 
 # --- kernels ---------------------------------------------------------------------------
+#
+# Layout: channels are the last (contiguous) axis of every state array, and the pending hop
+# is held transposed (time-major, float32, which holds the samples exactly), so a kernel's
+# inner loop runs across channels and the compiler turns it into SIMD lanes (8 float64 to an
+# AVX-512 vector, 4 with AVX2) without reordering any channel's own arithmetic: a channel's
+# sums still run sample by sample in time order. Each pass takes UNROLL samples per visit to a channel,
+# so its running state is loaded and stored once per UNROLL samples, not once per sample.
+# error_model="numpy" drops zero-division checks, which would keep the loops scalar (every
+# divisor is a sample count, or guarded). Only the band filters let the compiler fuse a
+# multiply and an add into one FMA (fastmath "contract": one rounding instead of two, no
+# change to NaN or infinity handling); the statistics keep plain arithmetic, so they give
+# the same numbers as one channel at a time.
+
+UNROLL = 4
 
 
-@njit(cache=True, nogil=True)
-def _reduce_block(pend: F64Array, rec: F64Array, bank: F64Array, zs: F64Array) -> None:
-    """Reduce one full hop ``pend`` (C, H) into ``rec`` (C, 7 + B); advance the filters."""
-    n_ch, h = pend.shape
-    n_bands = bank.shape[0]
+@njit(cache=True, nogil=True, error_model="numpy")
+def _reduce_block(pend: F32Array, rec: F64Array, bank: F64Array, zs: F64Array) -> None:
+    """Reduce one full hop ``pend`` (H, C) into ``rec`` (7 + B, C); advance the filters."""
+    h, n_ch = pend.shape
     for c in range(n_ch):
-        s = 0.0
-        lo = pend[c, 0]
-        hi = pend[c, 0]
-        for t in range(h):
-            x = pend[c, t]
+        rec[_N, c] = h
+        rec[_MEAN, c] = 0.0
+        rec[_MIN, c] = pend[0, c]
+        rec[_MAX, c] = pend[0, c]
+        rec[_M2, c] = 0.0
+        rec[_M3, c] = 0.0
+        rec[_M4, c] = 0.0
+    t = 0
+    while t + UNROLL <= h:
+        _sum_min_max(pend, t, UNROLL, rec)
+        t += UNROLL
+    for tail in range(t, h):
+        _sum_min_max(pend, tail, 1, rec)
+    for c in range(n_ch):
+        rec[_MEAN, c] = rec[_MEAN, c] / h
+    t = 0
+    while t + UNROLL <= h:
+        _moments(pend, t, UNROLL, rec)
+        t += UNROLL
+    for tail in range(t, h):
+        _moments(pend, tail, 1, rec)
+    for b in range(bank.shape[0]):
+        _band(pend, rec[_SS0 + b], bank[b], zs[b])
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _sum_min_max(pend: F32Array, t0: int, steps: int, rec: F64Array) -> None:
+    for c in range(pend.shape[1]):
+        s, lo, hi = rec[_MEAN, c], rec[_MIN, c], rec[_MAX, c]
+        for t in range(t0, t0 + steps):
+            x = np.float64(pend[t, c])
             s += x
             lo = min(lo, x)
             hi = max(hi, x)
-        mean = s / h
-        m2 = 0.0
-        m3 = 0.0
-        m4 = 0.0
-        for t in range(h):
-            d = pend[c, t] - mean
+        rec[_MEAN, c], rec[_MIN, c], rec[_MAX, c] = s, lo, hi
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _moments(pend: F32Array, t0: int, steps: int, rec: F64Array) -> None:
+    for c in range(pend.shape[1]):
+        mean, m2, m3, m4 = rec[_MEAN, c], rec[_M2, c], rec[_M3, c], rec[_M4, c]
+        for t in range(t0, t0 + steps):
+            d = pend[t, c] - mean
             d2 = d * d
             m2 += d2
             m3 += d2 * d
             m4 += d2 * d2
-        rec[c, _N] = h
-        rec[c, _MEAN] = mean
-        rec[c, _M2] = m2
-        rec[c, _M3] = m3
-        rec[c, _M4] = m4
-        rec[c, _MIN] = lo
-        rec[c, _MAX] = hi
-    for b in range(n_bands):
-        c = 0
-        while c + 4 <= n_ch:
-            _band4(pend, rec, bank, zs, b, c)
-            c += 4
-        while c < n_ch:
-            _band1(pend, rec, bank, zs, b, c)
-            c += 1
+        rec[_M2, c], rec[_M3, c], rec[_M4, c] = m2, m3, m4
 
 
-# The band filters dominate a hop's cost, and each biquad is a chain of dependent multiply-adds:
-# one channel at a time leaves the CPU waiting on that chain. _band4 runs four channels' chains
-# side by side (state in locals, not in the array, until the hop ends), which the CPU overlaps.
-# Both run the same arithmetic: two sections of transposed direct form II, numerator
-# g * (1 - z^-2), exactly as SECTIONS == 2 designs them.
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+def _band(pend: F32Array, ss: F64Array, sec: F64Array, z: F64Array) -> None:
+    """One band over a hop; ``ss`` (C,) gets the output's sum of squares, ``z``
+    (SECTIONS, 2, C) carries the filter state across hops."""
+    h = pend.shape[0]
+    for c in range(pend.shape[1]):
+        ss[c] = 0.0
+    t = 0
+    while t + UNROLL <= h:
+        _band_steps(pend, t, UNROLL, ss, sec, z)
+        t += UNROLL
+    for tail in range(t, h):
+        _band_steps(pend, tail, 1, ss, sec, z)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _band1(pend: F64Array, rec: F64Array, bank: F64Array, zs: F64Array, b: int, c: int) -> None:
-    g0, a10, a20 = bank[b, 0, 0], bank[b, 0, 1], bank[b, 0, 2]
-    g1, a11, a21 = bank[b, 1, 0], bank[b, 1, 1], bank[b, 1, 2]
-    p0, q0, p1, q1 = zs[c, b, 0, 0], zs[c, b, 0, 1], zs[c, b, 1, 0], zs[c, b, 1, 1]
-    ss = 0.0
-    for t in range(pend.shape[1]):
-        v = pend[c, t]
-        y = g0 * v + p0
-        p0 = q0 - a10 * y
-        q0 = -g0 * v - a20 * y
-        w = g1 * y + p1
-        p1 = q1 - a11 * w
-        q1 = -g1 * y - a21 * w
-        ss += w * w
-    zs[c, b, 0, 0], zs[c, b, 0, 1], zs[c, b, 1, 0], zs[c, b, 1, 1] = p0, q0, p1, q1
-    rec[c, _SS0 + b] = ss
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, inline="always")
+def _band_steps(pend: F32Array, t0: int, steps: int, ss: F64Array, sec: F64Array,
+                z: F64Array) -> None:
+    """Two sections of transposed direct form II, numerator g * (1 - z^-2), exactly as
+    SECTIONS == 2 designs them."""
+    g0, a10, a20 = sec[0, 0], sec[0, 1], sec[0, 2]
+    g1, a11, a21 = sec[1, 0], sec[1, 1], sec[1, 2]
+    for c in range(pend.shape[1]):
+        p0, q0, p1, q1, s = z[0, 0, c], z[0, 1, c], z[1, 0, c], z[1, 1, c], ss[c]
+        for t in range(t0, t0 + steps):
+            v = np.float64(pend[t, c])
+            y = g0 * v + p0
+            p0 = q0 - a10 * y
+            q0 = -g0 * v - a20 * y
+            w = g1 * y + p1
+            p1 = q1 - a11 * w
+            q1 = -g1 * y - a21 * w
+            s += w * w
+        z[0, 0, c], z[0, 1, c], z[1, 0, c], z[1, 1, c], ss[c] = p0, q0, p1, q1, s
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _band4(pend: F64Array, rec: F64Array, bank: F64Array, zs: F64Array, b: int, c: int) -> None:
-    g0, a10, a20 = bank[b, 0, 0], bank[b, 0, 1], bank[b, 0, 2]
-    g1, a11, a21 = bank[b, 1, 0], bank[b, 1, 1], bank[b, 1, 2]
-    pa0, qa0, pa1, qa1 = zs[c, b, 0, 0], zs[c, b, 0, 1], zs[c, b, 1, 0], zs[c, b, 1, 1]
-    pb0, qb0, pb1, qb1 = zs[c + 1, b, 0, 0], zs[c + 1, b, 0, 1], zs[c + 1, b, 1, 0], zs[c + 1, b, 1, 1]
-    pc0, qc0, pc1, qc1 = zs[c + 2, b, 0, 0], zs[c + 2, b, 0, 1], zs[c + 2, b, 1, 0], zs[c + 2, b, 1, 1]
-    pd0, qd0, pd1, qd1 = zs[c + 3, b, 0, 0], zs[c + 3, b, 0, 1], zs[c + 3, b, 1, 0], zs[c + 3, b, 1, 1]
-    sa = 0.0
-    sb = 0.0
-    sc = 0.0
-    sd = 0.0
-    for t in range(pend.shape[1]):
-        va = pend[c, t]
-        vb = pend[c + 1, t]
-        vc = pend[c + 2, t]
-        vd = pend[c + 3, t]
-        ya = g0 * va + pa0
-        yb = g0 * vb + pb0
-        yc = g0 * vc + pc0
-        yd = g0 * vd + pd0
-        pa0 = qa0 - a10 * ya
-        pb0 = qb0 - a10 * yb
-        pc0 = qc0 - a10 * yc
-        pd0 = qd0 - a10 * yd
-        qa0 = -g0 * va - a20 * ya
-        qb0 = -g0 * vb - a20 * yb
-        qc0 = -g0 * vc - a20 * yc
-        qd0 = -g0 * vd - a20 * yd
-        wa = g1 * ya + pa1
-        wb = g1 * yb + pb1
-        wc = g1 * yc + pc1
-        wd = g1 * yd + pd1
-        pa1 = qa1 - a11 * wa
-        pb1 = qb1 - a11 * wb
-        pc1 = qc1 - a11 * wc
-        pd1 = qd1 - a11 * wd
-        qa1 = -g1 * ya - a21 * wa
-        qb1 = -g1 * yb - a21 * wb
-        qc1 = -g1 * yc - a21 * wc
-        qd1 = -g1 * yd - a21 * wd
-        sa += wa * wa
-        sb += wb * wb
-        sc += wc * wc
-        sd += wd * wd
-    zs[c, b, 0, 0], zs[c, b, 0, 1], zs[c, b, 1, 0], zs[c, b, 1, 1] = pa0, qa0, pa1, qa1
-    zs[c + 1, b, 0, 0], zs[c + 1, b, 0, 1], zs[c + 1, b, 1, 0], zs[c + 1, b, 1, 1] = pb0, qb0, pb1, qb1
-    zs[c + 2, b, 0, 0], zs[c + 2, b, 0, 1], zs[c + 2, b, 1, 0], zs[c + 2, b, 1, 1] = pc0, qc0, pc1, qc1
-    zs[c + 3, b, 0, 0], zs[c + 3, b, 0, 1], zs[c + 3, b, 1, 0], zs[c + 3, b, 1, 1] = pd0, qd0, pd1, qd1
-    rec[c, _SS0 + b] = sa
-    rec[c + 1, _SS0 + b] = sb
-    rec[c + 2, _SS0 + b] = sc
-    rec[c + 3, _SS0 + b] = sd
-
-
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _prime(samples: F32Array, at: int, bank: F64Array, zs: F64Array) -> None:
     """Filter state as if each channel had sat at its first value forever (output 0).
 
@@ -265,75 +252,83 @@ def _prime(samples: F32Array, at: int, bank: F64Array, zs: F64Array) -> None:
     first window after a reset. For numerator g(1 - z^-2) and a constant input x0, the first
     section's steady state is z1 = z2 = -g x0; its output is 0, so later sections rest at 0.
     """
-    for c in range(zs.shape[0]):
-        x0 = samples[c, at]
-        for b in range(zs.shape[1]):
-            zs[c, b, 0, 0] = -bank[b, 0, 0] * x0
-            zs[c, b, 0, 1] = -bank[b, 0, 0] * x0
-            for k in range(1, zs.shape[2]):
-                zs[c, b, k, 0] = 0.0
-                zs[c, b, k, 1] = 0.0
+    for b in range(zs.shape[0]):
+        for c in range(zs.shape[3]):
+            x0 = np.float64(samples[c, at])
+            zs[b, 0, 0, c] = -bank[b, 0, 0] * x0
+            zs[b, 0, 1, c] = -bank[b, 0, 0] * x0
+            for k in range(1, zs.shape[1]):
+                zs[b, k, 0, c] = 0.0
+                zs[b, k, 1, c] = 0.0
 
 
-@njit(cache=True, nogil=True)
-def _window_row(blocks: F64Array, oldest: int, row: F32Array, per: int) -> None:
-    """Merge the ring (oldest first) into window statistics and write one feature row."""
-    nb, n_ch, width = blocks.shape
+@njit(cache=True, nogil=True, error_model="numpy")
+def _window_row(blocks: F64Array, oldest: int, acc: F64Array, row: F32Array, per: int) -> None:
+    """Merge the ring (oldest first) into window statistics in ``acc`` and write one row."""
+    nb, width, n_ch = blocks.shape
     n_bands = width - _SS0
-    for c in range(n_ch):
-        first = blocks[oldest, c]
-        n = first[_N]
-        mean = first[_MEAN]
-        m2 = first[_M2]
-        m3 = first[_M3]
-        m4 = first[_M4]
-        lo = first[_MIN]
-        hi = first[_MAX]
-        for j in range(1, nb):
-            r = blocks[(oldest + j) % nb, c]
-            nb_ = r[_N]
-            na = n
+    first = blocks[oldest]
+    for k in range(_SS0):
+        for c in range(n_ch):
+            acc[k, c] = first[k, c]
+    for j in range(1, nb):
+        r = blocks[(oldest + j) % nb]
+        for c in range(n_ch):
+            nb_ = r[_N, c]
+            na = acc[_N, c]
             n = na + nb_
-            d = r[_MEAN] - mean
+            mean, m2, m3, m4 = acc[_MEAN, c], acc[_M2, c], acc[_M3, c], acc[_M4, c]
+            d = r[_MEAN, c] - mean
             dn = d / n
             dn2 = dn * dn
-            m4 = (m4 + r[_M4] + d * dn2 * dn * na * nb_ * (na * na - na * nb_ + nb_ * nb_)
-                  + 6.0 * dn2 * (na * na * r[_M2] + nb_ * nb_ * m2)
-                  + 4.0 * dn * (na * r[_M3] - nb_ * m3))
-            m3 = m3 + r[_M3] + d * dn2 * na * nb_ * (na - nb_) + 3.0 * dn * (na * r[_M2] - nb_ * m2)
-            m2 = m2 + r[_M2] + d * dn * na * nb_
-            mean = mean + nb_ * dn
-            lo = min(lo, r[_MIN])
-            hi = max(hi, r[_MAX])
-        var = m2 / n
-        base = c * per
-        row[base + 0] = mean
-        row[base + 1] = math.sqrt(mean * mean + var)
-        row[base + 2] = hi - lo
+            acc[_M4, c] = (m4 + r[_M4, c] + d * dn2 * dn * na * nb_ * (na * na - na * nb_ + nb_ * nb_)
+                           + 6.0 * dn2 * (na * na * r[_M2, c] + nb_ * nb_ * m2)
+                           + 4.0 * dn * (na * r[_M3, c] - nb_ * m3))
+            acc[_M3, c] = (m3 + r[_M3, c] + d * dn2 * na * nb_ * (na - nb_)
+                           + 3.0 * dn * (na * r[_M2, c] - nb_ * m2))
+            acc[_M2, c] = m2 + r[_M2, c] + d * dn * na * nb_
+            acc[_MEAN, c] = mean + nb_ * dn
+            acc[_N, c] = n
+            acc[_MIN, c] = min(acc[_MIN, c], r[_MIN, c])
+            acc[_MAX, c] = max(acc[_MAX, c], r[_MAX, c])
+    for b in range(n_bands):  # ring order: the sum's order does not depend on the head
+        for c in range(n_ch):
+            acc[_SS0 + b, c] = 0.0
+        for j in range(nb):
+            for c in range(n_ch):
+                acc[_SS0 + b, c] += blocks[j, _SS0 + b, c]
+    # The features over acc's rows, in place: N..MAX become mean, rms, p2p, crest, kurt.
+    for c in range(n_ch):
+        n, mean, m4 = acc[_N, c], acc[_MEAN, c], acc[_M4, c]
+        lo, hi = acc[_MIN, c], acc[_MAX, c]
+        var = acc[_M2, c] / n
         # A variance below float32 resolution of the level is a constant channel.
-        if var > 1e-12 * mean * mean and var > 0.0:
-            row[base + 3] = max(hi - mean, mean - lo) / math.sqrt(var)
-            row[base + 4] = (m4 / n) / (var * var) - 3.0
-        else:
-            row[base + 3] = 0.0
-            row[base + 4] = 0.0
+        flat = not (var > 1e-12 * mean * mean and var > 0.0)
+        acc[0, c] = mean
+        acc[1, c] = math.sqrt(mean * mean + var)
+        acc[2, c] = hi - lo
+        acc[3, c] = 0.0 if flat else max(hi - mean, mean - lo) / math.sqrt(var)
+        acc[4, c] = 0.0 if flat else (m4 / n) / (var * var) - 3.0
         for b in range(n_bands):
-            ss = 0.0
-            for j in range(nb):
-                ss += blocks[j, c, _SS0 + b]
-            row[base + 5 + b] = math.log10(ss / n + _ENERGY_FLOOR)
+            acc[_SS0 + b, c] = acc[_SS0 + b, c] / n
+    for c in range(n_ch):
+        base = c * per
+        for k in range(len(STATS)):
+            row[base + k] = acc[k, c]
+        for b in range(n_bands):
+            row[base + len(STATS) + b] = math.log10(acc[_SS0 + b, c] + _ENERGY_FLOOR)
 
 
-@njit(cache=True, nogil=True)
-def _push(samples: F32Array, pend: F64Array, state: npt.NDArray[np.int64], blocks: F64Array,
-          bank: F64Array, zs: F64Array, out: F32Array, per: int) -> int:
+@njit(cache=True, nogil=True, error_model="numpy")
+def _push(samples: F32Array, pend: F32Array, state: npt.NDArray[np.int64], blocks: F64Array,
+          bank: F64Array, zs: F64Array, acc: F64Array, out: F32Array, per: int) -> int:
     """Append samples (C, n); reduce each completed hop; write a row per complete window.
 
     state = [fill of the pending hop, next ring slot, hops seen, rows waiting in out].
     The caller guarantees ``out`` has room for every window this call can complete.
     """
     n_ch, n = samples.shape
-    h = pend.shape[1]
+    h = pend.shape[0]
     nb = blocks.shape[0]
     fill, head, seen, ready = state[0], state[1], state[2], state[3]
     made = 0
@@ -342,9 +337,9 @@ def _push(samples: F32Array, pend: F64Array, state: npt.NDArray[np.int64], block
         if seen == 0 and fill == 0:
             _prime(samples, i, bank, zs)
         take = min(h - fill, n - i)
-        for c in range(n_ch):
-            for t in range(take):
-                pend[c, fill + t] = samples[c, i + t]
+        for t in range(take):  # into the hop, transposed: time-major, channels contiguous
+            for c in range(n_ch):
+                pend[fill + t, c] = samples[c, i + t]
         fill += take
         i += take
         if fill == h:
@@ -353,7 +348,7 @@ def _push(samples: F32Array, pend: F64Array, state: npt.NDArray[np.int64], block
             seen += 1
             fill = 0
             if seen >= nb:
-                _window_row(blocks, head, out[ready], per)
+                _window_row(blocks, head, acc, out[ready], per)
                 ready += 1
                 made += 1
     state[0], state[1], state[2], state[3] = fill, head, seen, ready
@@ -367,9 +362,10 @@ class WindowFeatures:
         self.spec = spec
         n_ch, n_bands = len(spec.channels), len(spec.bands_hz)
         self._bank = _filter_bank(spec)
-        self._pend = np.zeros((n_ch, spec.hop), dtype=np.float64)
-        self._blocks = np.zeros((spec.blocks, n_ch, _SS0 + n_bands), dtype=np.float64)
-        self._zs = np.zeros((n_ch, n_bands, SECTIONS, 2), dtype=np.float64)
+        self._pend = np.zeros((spec.hop, n_ch), dtype=np.float32)
+        self._blocks = np.zeros((spec.blocks, _SS0 + n_bands, n_ch), dtype=np.float64)
+        self._zs = np.zeros((n_bands, SECTIONS, 2, n_ch), dtype=np.float64)
+        self._acc = np.zeros((_SS0 + n_bands, n_ch), dtype=np.float64)
         self._state = np.zeros(4, dtype=np.int64)
         self._out = np.zeros((max(capacity, 1), spec.n_features), dtype=np.float32)
 
@@ -389,7 +385,7 @@ class WindowFeatures:
             grown[: self.ready] = self._out[: self.ready]
             self._out = grown
         return int(_push(x, self._pend, self._state, self._blocks, self._bank, self._zs,
-                         self._out, self.spec.per_channel))
+                         self._acc, self._out, self.spec.per_channel))
 
     def pop_into(self, out: F32Array, start: int = 0) -> int:
         """Move every ready row into ``out[start:]`` (oldest first); returns how many."""

@@ -1,29 +1,41 @@
 """The monitor's event loop (shell): frames in, verdicts and heartbeats out.
 
-One thread, one SUB socket (bound on ``bus.frames``) and one PUB socket (bound on
-``bus.monitor_out``). Per wake-up: drain what is already queued (never wait for more), decode,
-validate, push into the source's window features, score every ready window across sources in
-one batch, decide, and publish a Verdict per window; a Heartbeat goes out every
-``heartbeat_ms`` (the wait for frames ends at the next one). A source whose input stays
-bad past ``decision.bad_input_trip_ms`` gets TRIP verdicts from the heartbeat tick, flagged
-STALE (no frames) or INVALID_INPUT (frames, but no usable window: rejected, frozen, or
-gaps so frequent that no window completes). A gap or a restarted sequence starts the source's
-window over, so a window never spans a hole; the first window after it is flagged GAP.
+One SUB socket (bound on ``bus.frames``) and one PUB socket (bound on ``bus.monitor_out``),
+served from one thread. Per wake-up: drain what is already queued (never wait for more),
+decode, validate, push into the source's window features, and put every window that becomes
+ready into the filling batch (dispatch.py); a window of an idle machine (the decision rules'
+idle rule, read from its own features) skips the model and is only decided. The batch goes
+to the model by the gate's rules (batching.py: full, slack to the deadline, gate time, or
+input drained with the model idle); with ``monitor.pipeline`` the model runs in its own
+thread (pipeline.py) while this one reads the next frames, and a scored batch is decided and
+published here, in row order, with the threshold of the tier that scored it. A Heartbeat
+goes out every ``heartbeat_ms`` (the wait for frames ends at the next one, or at the batch's
+gate, or when the worker is done) and carries the current model tier; the tier governor
+(governor.py) is consulted once per window from the same tick. A model call that runs past
+its predicted time withholds the heartbeat (``model_overdue``): the beat attests the whole
+pipeline, so the interlock's liveness rule sees a hung model as a hung monitor.
+
+A source whose input stays bad past ``decision.bad_input_trip_ms`` gets TRIP verdicts from
+the heartbeat tick, flagged STALE (no frames) or INVALID_INPUT (frames, but no usable window:
+rejected, frozen, or gaps so frequent that no window completes). A gap or a restarted
+sequence starts the source's window over, so a window never spans a hole; the first window
+after it is flagged GAP. When the filling batch is full while the model is busy, frames stay
+in the socket (``batch_overflow``): ZeroMQ's high-water mark then drops, and the validator
+counts the gap.
 
 Black channel: frames are decoded against this cell's identity (``bus.cell`` and each
 source's id and name), verdicts and heartbeats go out stamped with the monitor's; a verdict
 carries its window's t_acq on this host's monotonic clock (the source's learned clock offset
 applied, validate.py), so the interlock's timeliness rule judges real delay. With
-``bus.monitor_ctl`` set, a REP socket answers ``status`` commands with the counters as JSON
-(the campaign's window onto what was rejected and why); it is served between frames.
+``bus.monitor_ctl`` set, a REP socket answers ``status`` commands with the counters and the
+per-stage latency as JSON; it is served between frames.
 
-Wiring and I/O only: the rules live in validate.py, features.py and decide.py. Nothing here
-logs per frame; rejections are summarised at most once a second.
+Wiring and I/O only: the rules live in validate.py, features.py, batching.py, governor.py
+and decide.py. Nothing here logs per frame; rejections are summarised at most once a second.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import select
@@ -32,30 +44,30 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import structlog
 import zmq
 
-from monitor.decide import Decider, Decision
+from monitor import figures
+from monitor.decide import Decider
+from monitor.dispatch import Dispatcher, batch_capacity
 from monitor.errors import BusError
 from monitor.features import FeatureSpec, WindowFeatures
-from monitor.validate import REJECT_REASONS, FrameValidator
+from monitor.governor import Governor, GovernorPolicy
+from monitor.tiers import TierSet
+from monitor.validate import FrameValidator
+from monitor.verdicts import VerdictStage
 from tripwire import messages
 from tripwire.config import Config, SourceConfig
 from tripwire.latency import Histogram
-from tripwire.messages import FrameLinks, Heartbeat, HeartbeatFlag, Level, Link, Verdict, VerdictFlag
+from tripwire.messages import FrameLinks, Heartbeat, HeartbeatFlag, Link, VerdictFlag
 
-if TYPE_CHECKING:
-    from models.protocol import Scorer
-
-MAX_BATCH = 16  # rows per scoring call; the model is warmed for every size up to this
 RCV_HWM = 1000  # frames queued in the SUB socket before ZeroMQ drops (counted by the sender)
 SND_HWM = 10000
 REJECT_LOG_NS = 1_000_000_000
 LATE_HB_PERIODS = 3  # a heartbeat gap this many periods long is logged with where the time went
-STAGES = ("receive", "validate", "features", "inference", "decision", "total", "heartbeat_gap")
+STAGES = figures.STAGES
 
 
 @dataclass(slots=True)
@@ -64,17 +76,8 @@ class _Source:
     features: WindowFeatures
     period_ns: int  # one hop of samples: the cadence of this source's verdicts
     last_accepted_ns: int
-    last_verdict_ns: int = 0
     pending: VerdictFlag = VerdictFlag.NONE  # carried to the next window (GAP after a reset)
     frozen: bool = False  # the last accepted frame had a constant channel
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    source_id: int
-    seq: int
-    t_acq_ns: int
-    flags: VerdictFlag
 
 
 class _GapProbe:
@@ -98,18 +101,13 @@ class _GapProbe:
 
 
 class MonitorLoop:
-    """Owns the sockets and the per-source state; ``open`` binds, ``close`` releases."""
+    """Owns the sockets, the per-source state and the batches; ``open`` binds, ``close``
+    releases (and joins the inference thread)."""
 
-    def __init__(self, cfg: Config, scorer: Scorer, spec: FeatureSpec, threshold: float,
-                 *, late_budget_ms: float | None = None) -> None:
+    def __init__(self, cfg: Config, tiers: TierSet, spec: FeatureSpec, *,
+                 late_budget_ms: float | None = None) -> None:
         self._cfg = cfg
-        self._scorer = scorer
-        self._spec = spec
-        self._threshold = float(threshold)
-        self._model_id = bytes(scorer.model_id)[:8]
-        # A scorer that fell back from the provider it was asked for runs, but says so.
-        self._base_flags = (VerdictFlag.DEGRADED_MODEL if getattr(scorer, "degraded", False)
-                            else VerdictFlag.NONE)
+        self._tiers = tiers
         budget_ms = cfg.interlock.verdict_budget_ms if late_budget_ms is None else late_budget_ms
         self._late_ns = int(budget_ms * 1e6)
         self._hb_ns = max(1, int(cfg.monitor.heartbeat_ms * 1e6))
@@ -118,31 +116,39 @@ class MonitorLoop:
         self._links = FrameLinks.for_cell(cfg.bus.cell, [(s.id, s.name) for s in cfg.sources])
         self._link = Link.monitor(cfg.bus.cell, cfg.monitor.monitor_id)
         self._validator = FrameValidator(cfg.sources, max_frame_age_ms=cfg.monitor.max_frame_age_ms)
-        self._decider = Decider.from_config(
-            cfg.decision, threshold=self._threshold, channels=spec.channels,
+        decider = Decider.from_config(
+            cfg.decision, threshold=tiers.tiers[tiers.start].threshold, channels=spec.channels,
             per_channel=spec.per_channel, source_ids=[s.id for s in cfg.sources], start_ns=0)
         self._sources = {
             s.id: _Source(s, WindowFeatures(spec), int(spec.hop / s.sample_rate_hz * 1e9), 0)
             for s in cfg.sources
         }
-        self._rows_per_frame = max(s.frame_samples for s in cfg.sources) // spec.hop + 1
-        self._batch = np.zeros((batch_capacity(cfg, spec), spec.n_features), dtype=np.float32)
-        self._rows: list[_Row] = []
-        self._verdict_seq = 0
+        self.counts: Counter[str] = Counter()  # received, accepted, verdicts, levels, errors
+        self.latency = {stage: Histogram.new() for stage in STAGES}
+        m = cfg.monitor
+        self._governor = Governor(GovernorPolicy.from_config(m, budget_ms), len(tiers.tiers),
+                                  tiers.start, now_ns=0, cpu_ns=0, enabled=tiers.governed)
+        self._verdicts = VerdictStage(tiers, decider, self._governor, self._link, self._late_ns,
+                                      self._send, self.counts, self.latency, self._log,
+                                      spec.n_features)
+        self._batches = Dispatcher(
+            tiers, n_features=spec.n_features, capacity=batch_capacity(cfg, spec),
+            max_rows=m.batch_max_rows, gate_ms=m.batch_gate_ms,
+            wait_when_idle=m.batch_wait_when_idle, pipeline=m.pipeline, budget_ns=self._late_ns,
+            idle_rule=decider.idle_rule if m.idle_skip else None,
+            complete=self._verdicts.complete, latency=self.latency, counts=self.counts)
         self._hb_counter = 0
         self._last_hb_ns = 0
-        self._model_error = False
         self._logged_rejects: Counter[str] = Counter()
         self._last_reject_log = 0
         self._probe = _GapProbe()
+        self._overdue_logged = False
         self._last_gap_log = 0
         self._ctx: zmq.Context[Any] | None = None
         self._sub: zmq.Socket[Any] | None = None
         self._pub: zmq.Socket[Any] | None = None
         self._ctl: zmq.Socket[Any] | None = None
         self._closed = False
-        self.counts: Counter[str] = Counter()  # received, accepted, verdicts, levels, errors
-        self.latency = {stage: Histogram.new() for stage in STAGES}
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -159,10 +165,12 @@ class MonitorLoop:
         except zmq.ZMQError as e:
             self.close()
             raise BusError(f"cannot bind monitor sockets: {e}") from None
+        self._batches.open()
         return self
 
     def close(self) -> None:
         self._closed = True
+        self._batches.close()
         for sock in (self._sub, self._pub, self._ctl):
             if sock is not None:
                 sock.close(linger=0)
@@ -177,25 +185,35 @@ class MonitorLoop:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    def warm(self) -> None:
+        """Every tier's model at every batch size, timed to seed the batch cost model."""
+        self._batches.warm()
+
+    @property
+    def tier(self) -> int:
+        """The current tier's index in the bundle (0 teacher or the single model)."""
+        return self._tiers.tiers[self._governor.tier].index
+
     # --- the loop ----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         if self._sub is None or self._pub is None:
             raise RuntimeError("open() the loop before run()")
-        sub = self._sub
+        sub, ctl, batches = self._sub, self._ctl, self._batches
         start = time.monotonic_ns()
         # Every source's clocks start now: one that never sends is stale from here on.
         for sid, src in self._sources.items():
             src.last_accepted_ns = start
-            self._decider.input_good(sid, start)
+            self._verdicts.decider.input_good(sid, start)
         self._last_reject_log = start
+        self._governor.restart(start, time.process_time_ns())
         # zmq_poll counts whole milliseconds; select() on the socket's (edge-triggered)
         # descriptor sleeps to the microsecond, so heartbeats keep their period exactly.
-        # ZMQ_EVENTS is checked first: the edge may have fired while we were busy.
-        ctl = self._ctl
-        fds = [int(sub.getsockopt(zmq.FD))]
-        if ctl is not None:
-            fds.append(int(ctl.getsockopt(zmq.FD)))
+        # ZMQ_EVENTS is checked first: the edge may have fired while we were busy. With a
+        # full batch and a busy model the frames socket is left out: the worker's eventfd
+        # ends the wait.
+        base = [fd for fd in (batches.fd, int(ctl.getsockopt(zmq.FD)) if ctl else -1) if fd >= 0]
+        with_frames = [int(sub.getsockopt(zmq.FD)), *base]
         next_hb = start
         while not stop.is_set():
             now = time.monotonic_ns()
@@ -206,23 +224,47 @@ class MonitorLoop:
             if ctl is not None and int(ctl.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 self._answer(ctl)
                 continue
-            if int(sub.getsockopt(zmq.EVENTS)) & zmq.POLLIN or \
-                    select.select(fds, [], [], (next_hb - now) / 1e9)[0]:
+            room = not batches.full
+            pending = bool(int(sub.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+            if batches.finished:
+                batches.collect(now, drained=not pending)
+                continue
+            if room and pending:
                 self._drain(sub, next_hb)
+                continue
+            if batches.poll(now, drained=True):
+                continue
+            wake = batches.wake_ns(now)
+            until = next_hb if wake is None else min(next_hb, wake)
+            select.select(with_frames if room else base, [], [], max(0, until - now) / 1e9)
+        self._finish()
+
+    def _finish(self) -> None:
+        """Publish what the model still holds (the worker finishes its batch), then stop."""
+        self._batches.stop()
         self._log_rejects(time.monotonic_ns(), force=True)
 
     def _drain(self, sub: zmq.Socket[Any], due_ns: int) -> None:
-        """Handle queued frames until the socket is empty or a heartbeat is due."""
+        """Handle queued frames until the socket is empty, a heartbeat is due, or the batch
+        is full while the model is busy (then the frames wait in the socket)."""
+        batches = self._batches
         while True:
+            if batches.full and not batches.poll(time.monotonic_ns(), drained=False):
+                self.counts["batch_overflow"] += 1
+                return
             try:
                 parts = sub.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
             self._frame(parts, time.monotonic_ns())
+            now = time.monotonic_ns()
+            if batches.finished:
+                batches.collect(now, drained=False)
+            elif batches.filling.rows:
+                batches.poll(now, drained=False)
             if time.monotonic_ns() >= due_ns:
-                break
-        if self._rows:
-            self._flush()
+                return
+        batches.poll(time.monotonic_ns(), drained=True)
 
     def _frame(self, parts: list[zmq.Frame], t_recv: int) -> None:
         self.counts["received"] += 1
@@ -250,71 +292,16 @@ class MonitorLoop:
             # filters like a real transient. Start the window over; the next one says GAP.
             src.features.reset()
             src.pending = VerdictFlag.GAP
-        if len(self._rows) + self._rows_per_frame > self._batch.shape[0]:
-            self._flush()  # keep room for every window this frame can complete
         made = src.features.push(frame.samples)
         if made:
             if not out.frozen:  # usable input is input that makes windows worth scoring
-                self._decider.input_good(frame.source_id, t1)
-            src.features.pop_into(self._batch, len(self._rows))
-            for _ in range(made):
-                self._rows.append(_Row(frame.source_id, frame.seq, frame.t_acq_ns + offset_ns,
-                                       out.flags | src.pending))
-                src.pending = VerdictFlag.NONE
+                self._verdicts.decider.input_good(frame.source_id, t1)
+            t_ready = time.monotonic_ns()
+            self.counts["idle_skipped"] += self._batches.filling.append(
+                src.features, frame.source_id, frame.seq, frame.t_acq_ns + offset_ns, t_ready,
+                int(out.flags | src.pending), int(out.flags))
+            src.pending = VerdictFlag.NONE
         self.latency["features"].record(time.monotonic_ns() - t1)
-
-    def _flush(self) -> None:
-        rows, m = self._rows, len(self._rows)
-        t0 = time.monotonic_ns()
-        scores: Any = None
-        contrib: Any = None
-        try:
-            scores, contrib = self._scorer.score(self._batch[:m])
-            if scores.shape[0] != m or contrib.shape != (m, self._spec.n_features):
-                raise ValueError(f"scorer returned {scores.shape} and {contrib.shape} for {m} rows")
-        except Exception as e:  # the model must never take the process down
-            self._inference_failed(e, m)
-            scores = None
-        else:
-            if self._model_error:
-                self._log.info("inference_recovered", failed_batches=self.counts["inference_errors"])
-                self._model_error = False
-        t1 = time.monotonic_ns()
-        self.latency["inference"].record(t1 - t0)
-        decided: list[tuple[_Row, Decision, float, VerdictFlag]] = []
-        for i, row in enumerate(rows):
-            if scores is None:
-                d = self._decider.input_trip(row.source_id, t1) or _NO_SCORE
-                decided.append((row, d, math.nan, row.flags | VerdictFlag.INFERENCE_ERROR))
-            else:
-                score = float(scores[i])
-                d = self._decider.decide(row.source_id, score, contrib[i], t1, features=self._batch[i])
-                decided.append((row, d, score, row.flags | VerdictFlag.IDLE if d.idle else row.flags))
-        self.latency["decision"].record(time.monotonic_ns() - t1)
-        for row, d, score, flags in decided:
-            self._publish(row.source_id, row.seq, row.t_acq_ns, score, d, flags)
-        rows.clear()
-
-    def _inference_failed(self, e: Exception, rows: int) -> None:
-        self.counts["inference_errors"] += 1
-        if not self._model_error:  # one line per burst, not per batch
-            self._log.error("inference_failed", error=f"{type(e).__name__}: {e}", rows=rows)
-            self._model_error = True
-
-    def _publish(self, source_id: int, seq: int, t_acq_ns: int, score: float,
-                 d: Decision, flags: VerdictFlag) -> None:
-        self._verdict_seq = (self._verdict_seq + 1) % messages.COUNTER_MODULUS
-        flags |= self._base_flags
-        t_v = time.monotonic_ns()
-        if t_v - t_acq_ns > self._late_ns:
-            flags |= VerdictFlag.LATE
-        v = Verdict(source_id, seq, self._verdict_seq, t_acq_ns, t_v, score, self._threshold,
-                    d.level, flags, 0, self._model_id, d.channels)
-        self._send(messages.encode_verdict(v, self._link))
-        self.latency["total"].record(t_v - t_acq_ns)
-        self._sources[source_id].last_verdict_ns = t_v
-        self.counts["verdicts"] += 1
-        self.counts[f"level_{d.level.name.lower()}"] += 1
 
     def _send(self, data: bytes) -> None:
         if self._pub is not None:
@@ -323,24 +310,24 @@ class MonitorLoop:
     def _tick(self, now: int) -> None:
         """Heartbeat, then TRIP verdicts for sources whose input stayed bad too long."""
         flags = HeartbeatFlag.NONE
+        current = self._tiers.tiers[self._governor.tier]
+        last_verdict = self._verdicts.last_verdict_ns
         for sid, src in self._sources.items():
             silent = now - src.last_accepted_ns > self._stale_ns
             if silent:
                 flags |= HeartbeatFlag.SOURCE_STALE
-            d = self._decider.input_trip(sid, now)
-            if d is not None and now - src.last_verdict_ns >= src.period_ns:
-                vflags = VerdictFlag.STALE if silent else VerdictFlag.INVALID_INPUT
-                if src.frozen:
-                    vflags |= VerdictFlag.SENSOR_FROZEN
-                self.counts["input_trips"] += 1
-                self._publish(sid, max(self._validator.last_seq(sid), 0), now, math.nan, d, vflags)
-        if self._model_error:
+            if now - last_verdict.get(sid, 0) >= src.period_ns:
+                self._verdicts.input_trips(now, sid, silent, src.frozen,
+                                           max(self._validator.last_seq(sid), 0), current)
+        if self._verdicts.model_error:
             flags |= HeartbeatFlag.MODEL_ERROR
+        if self._model_overdue(now):
+            return
         self._hb_counter = (self._hb_counter + 1) % messages.COUNTER_MODULUS
         t_hb = time.monotonic_ns()
         hb = Heartbeat(self._cfg.monitor.monitor_id, self._hb_counter, t_hb,
                        self.counts["received"], self._validator.counts["accepted"],
-                       self.rejected_total(), 0, flags)
+                       self.rejected_total(), current.index, flags)
         self._send(messages.encode_heartbeat(hb, self._link))
         probe = self._probe.mark()
         if self._last_hb_ns:  # the interlock's liveness rule watches exactly this gap
@@ -353,19 +340,48 @@ class MonitorLoop:
                     self._log.warning("heartbeat_late", gap_ms=round(gap / 1e6, 3),
                                       late_total=self.counts["heartbeats_late"], **probe)
         self._last_hb_ns = t_hb
+        if self._governor.due(t_hb):
+            self._govern(t_hb)
         self._log_rejects(now)
+
+    def _model_overdue(self, now: int) -> bool:
+        """Whether to withhold this heartbeat: the model call in flight has run past its
+        predicted time. A heartbeat says the whole pipeline is live; the inference thread lets
+        it beat on while a batch runs, so a stalled model must silence it here, or the
+        interlock's liveness rule would never see the hang (a stall of one call in the loop's
+        own thread stops the beat by itself)."""
+        overrun = self._batches.overrun_ns(now)
+        if not overrun:
+            self._overdue_logged = False
+            return False
+        self.counts["heartbeats_withheld"] += 1
+        if not self._overdue_logged:  # one line per stall
+            self._overdue_logged = True
+            self._log.warning("model_overdue", overrun_ms=round(overrun / 1e6, 3),
+                              withheld_total=self.counts["heartbeats_withheld"])
+        return True
+
+    def _govern(self, now: int) -> None:
+        """Close the governor's window; a tier change applies from the next batch on."""
+        change = self._governor.evaluate(now, time.process_time_ns())
+        if change is None:
+            return
+        self._batches.tier_pos = self._governor.tier
+        tiers = self._tiers.tiers
+        self.counts["tier_changes"] += 1
+        self._log.info("tier_changed", from_tier=tiers[change.from_tier].name,
+                       to_tier=tiers[change.to_tier].name, from_index=tiers[change.from_tier].index,
+                       to_index=tiers[change.to_tier].index, why=change.why,
+                       p99_ms=change.p99_ms, cpu_cores=change.cpu_cores,
+                       hold_s=round(self._governor.hold_ns / 1e9, 1),
+                       tier_changes=self.counts["tier_changes"])
 
     def rejected_total(self) -> int:
         return self.counts["received"] - self._validator.counts["accepted"]
 
     def reject_counts(self) -> Counter[str]:
         """Every rejection so far by reason: socket, codec and validation."""
-        out: Counter[str] = Counter({k: v for k, v in self.counts.items()
-                                     if k == "bad_parts" or k.startswith("decode_")})
-        for reason in REJECT_REASONS:
-            if self._validator.counts[reason]:
-                out[reason] = self._validator.counts[reason]
-        return out
+        return figures.reject_counts(self.counts, self._validator.counts)
 
     def _log_rejects(self, now: int, force: bool = False) -> None:
         if not force and now - self._last_reject_log < REJECT_LOG_NS:
@@ -379,28 +395,21 @@ class MonitorLoop:
 
     def counters(self) -> dict[str, Any]:
         """Every counter, cheap to build: the control socket's reply and the stop line's core."""
-        vc = self._validator.counts
-        clocks = self._validator.clocks()
-        return {
-            "frames_received": self.counts["received"],
-            "frames_accepted": vc["accepted"],
-            "frames_rejected": self.rejected_total(),
-            "rejected": dict(self.reject_counts()),
-            "gaps": vc["gap"], "frames_missed": vc["frames_missed"], "frozen_frames": vc["frozen"],
-            "restarts": vc["restart"], "clock_steps": vc["clock_step"],
-            "clock_offsets_ms": {str(sid): round(c.offset_ns / 1e6, 3) for sid, c in clocks.items()},
-            "last_seq": {str(sid): self._validator.last_seq(sid) for sid in clocks},
-            "verdicts": self.counts["verdicts"],
-            "levels": {k: self.counts[f"level_{k}"] for k in ("ok", "warn", "trip")},
-            "inference_errors": self.counts["inference_errors"],
-            "input_trips": self.counts["input_trips"],
-            "heartbeats_late": self.counts["heartbeats_late"],
-        }
+        return {**figures.frames(self.counts, self._validator, self.rejected_total()),
+                **figures.batching(self.counts, self._batches.batch_rows,
+                                   pipeline=self._cfg.monitor.pipeline),
+                **figures.tiers(self._governor, self._tiers, self.counts["tier_changes"])}
 
     def summary(self) -> dict[str, Any]:
         """Counters and latency summaries for the stop line."""
         return {**self.counters(),
                 "latency_ms": {s: h.summary_ms() for s, h in self.latency.items()}}
+
+    def status(self) -> dict[str, Any]:
+        """The control socket's ``status`` reply: the counters, per-stage latency in µs and
+        the batch cost model's predictions (µs by batch size) for the current tier."""
+        return {**self.counters(), "latency_us": figures.latency_us(self.latency),
+                "batch_cost_us": self._batches.cost_table_us()}
 
     def _answer(self, ctl: zmq.Socket[Any]) -> None:
         """One request on the control socket, one reply: ``status`` gets the counters."""
@@ -415,18 +424,9 @@ class MonitorLoop:
         except messages.DecodeError as e:
             reply = messages.encode_reply(False, error=e.reason, detail=str(e))
         else:
-            reply = (messages.encode_reply(True, **self.counters()) if cmd.cmd == "status" else
+            reply = (messages.encode_reply(True, **self.status()) if cmd.cmd == "status" else
                      messages.encode_reply(False, error="unsupported_command", detail=cmd.cmd))
         ctl.send(reply, zmq.NOBLOCK)
-
-
-_NO_SCORE = Decision(Level.OK, False, 0, False)
-
-
-def batch_capacity(cfg: Config, spec: FeatureSpec) -> int:
-    """Rows per scoring call: room for a full drain, and for every window one frame can make."""
-    return max(MAX_BATCH, max(s.frame_samples for s in cfg.sources) // spec.hop + 1)
-
 
 def _bind(ctx: zmq.Context[Any], kind: int, endpoint: str, hwm_opt: int, hwm: int) -> zmq.Socket[Any]:
     if endpoint.startswith("ipc://"):  # ZeroMQ does not create the socket file's directory

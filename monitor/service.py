@@ -2,10 +2,12 @@
 
 Start-up refuses to run on a bundle it cannot trust: the bundle must load and verify
 (models.bundle), its feature spec must match the config (channels of every source, sample
-rate, window, hop) and its model width must match the spec. Then every numba kernel and every
-batch size of the model is warmed, garbage is collected and frozen, the sockets are bound, and
-``monitor_ready`` is logged. The loop (loop.py) runs until ``stop`` is set or SIGTERM/SIGINT
-arrive; ``monitor_stopped`` carries the counters and per-stage latency summaries.
+rate, window, hop) and the width of every model it will use must match the spec. A tiered
+bundle gets a scorer per tier the governor may use (tiers.py). Then every numba kernel and
+every batch size of every tier is warmed (the timed calls seed the batch cost model),
+garbage is collected and frozen, the sockets are bound, and ``monitor_ready`` is logged.
+The loop (loop.py) runs until ``stop`` is set or SIGTERM/SIGINT arrive; ``monitor_stopped``
+carries the counters and per-stage latency summaries.
 
 Exit codes: 0 stopped cleanly, 2 bundle refused, 3 sockets could not be bound.
 """
@@ -13,7 +15,6 @@ Exit codes: 0 stopped cleanly, 2 bundle refused, 3 sockets could not be bound.
 from __future__ import annotations
 
 import gc
-import re
 import signal
 import threading
 import time
@@ -24,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from monitor import features, validate
+from monitor.dispatch import batch_capacity
 from monitor.errors import BundleRefused, BusError, FeatureSpecError
 from monitor.features import FeatureSpec
-from monitor.loop import MonitorLoop, batch_capacity
+from monitor.loop import MonitorLoop
+from monitor.tiers import Tier, TierSet, open_tiers, snake
 from tripwire import realtime
 from tripwire.config import Config
 
@@ -56,12 +59,8 @@ def check_spec(spec_dict: Any, cfg: Config) -> FeatureSpec:
     return spec
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def load_checked_bundle(cfg: Config) -> tuple[Scorer, FeatureSpec, float]:
-    """Load, verify and check the configured bundle, and build its scorer."""
+def load_checked_bundle(cfg: Config) -> tuple[TierSet, FeatureSpec]:
+    """Load, verify and check the configured bundle, and build its scorers."""
     if not cfg.monitor.bundle:
         raise BundleRefused("no_bundle", "monitor.bundle is empty")
     try:
@@ -73,18 +72,9 @@ def load_checked_bundle(cfg: Config) -> tuple[Scorer, FeatureSpec, float]:
         key = read_key_file(key_file) if key_file else DEV_KEY
         bundle = load_bundle(cfg.monitor.bundle, key)
     except Exception as e:  # whatever stops a bundle from loading refuses it
-        raise BundleRefused(_snake(type(e).__name__), str(e)) from None
+        raise BundleRefused(snake(type(e).__name__), str(e)) from None
     spec = check_spec(bundle.feature_spec, cfg)
-    try:
-        scorer = bundle.scorer(providers=cfg.monitor.providers,
-                               intra_op_threads=cfg.monitor.intra_op_threads,
-                               max_batch=batch_capacity(cfg, spec))
-    except Exception as e:
-        raise BundleRefused(_snake(type(e).__name__), str(e)) from None
-    if scorer.n_features != spec.n_features:
-        raise BundleRefused("spec_mismatch", f"model takes {scorer.n_features} features, "
-                            f"the spec makes {spec.n_features}")
-    return scorer, spec, float(bundle.threshold)
+    return open_tiers(bundle, cfg.monitor, spec.n_features, batch_capacity(cfg, spec)), spec
 
 
 def serve(cfg: Config, stop: threading.Event | None = None) -> int:
@@ -93,23 +83,28 @@ def serve(cfg: Config, stop: threading.Event | None = None) -> int:
     stop = stop if stop is not None else threading.Event()
     with _signals_set(stop):
         try:
-            scorer, spec, threshold = load_checked_bundle(cfg)
+            tiers, spec = load_checked_bundle(cfg)
         except BundleRefused as e:
             log.error("bundle_refused", bundle=cfg.monitor.bundle, reason=e.reason, detail=e.detail)
             return EXIT_BUNDLE_REFUSED
-        return run(cfg, scorer, spec, threshold, stop)
+        return run(cfg, None, spec, 0.0, stop, tiers=tiers)
 
 
-def run(cfg: Config, scorer: Scorer, spec: FeatureSpec, threshold: float,
-        stop: threading.Event) -> int:
-    """Warm, bind and loop with a ready scorer (``serve`` after its checks; tests)."""
+def run(cfg: Config, scorer: Scorer | None, spec: FeatureSpec, threshold: float,
+        stop: threading.Event, *, tiers: TierSet | None = None) -> int:
+    """Warm, bind and loop with a ready scorer, or with ready ``tiers`` (``serve`` after its
+    checks; tests)."""
     log = structlog.get_logger(component="monitor")
     t0 = time.monotonic_ns()
+    if tiers is None:
+        if scorer is None:
+            raise ValueError("run: give a scorer or tiers")
+        tiers = TierSet.single(scorer, threshold)
     features.warm(spec)
     validate.warm()
-    scorer.warm(batch_capacity(cfg, spec))
-    scorer, hooks = _fault_hooks(cfg, scorer, log)
-    loop = MonitorLoop(cfg, scorer, spec, threshold)
+    tiers, hooks = _hooked_tiers(cfg, tiers, log)
+    loop = MonitorLoop(cfg, tiers, spec)
+    loop.warm()
     try:
         loop.open()
     except BusError as e:
@@ -122,10 +117,14 @@ def run(cfg: Config, scorer: Scorer, spec: FeatureSpec, threshold: float,
     gc.callbacks.append(gc_pauses)
     realtime.apply(cfg.monitor.realtime_priority, "monitor")  # after the JIT warm-up, not before
     try:
+        start = tiers.tiers[tiers.start]
         log.info("monitor_ready", warmup_ms=round((time.monotonic_ns() - t0) / 1e6, 1),
                  sources=[s.id for s in cfg.sources], n_features=spec.n_features,
-                 threshold=threshold, model_id=bytes(scorer.model_id).hex(),
-                 frames=cfg.bus.frames, monitor_out=cfg.bus.monitor_out)
+                 threshold=start.threshold, model_id=start.model_id.hex(),
+                 tier=start.index, tier_name=start.name, tiers=tiers.names(),
+                 governor="auto" if tiers.governed else "off", pipeline=cfg.monitor.pipeline,
+                 batch_max_rows=cfg.monitor.batch_max_rows, frames=cfg.bus.frames,
+                 monitor_out=cfg.bus.monitor_out)
         with hooks:
             loop.run(stop)
     finally:
@@ -134,6 +133,19 @@ def run(cfg: Config, scorer: Scorer, spec: FeatureSpec, threshold: float,
         gc.unfreeze()
         log.info("monitor_stopped", gc_pause_max_ms=gc_pauses.max_ms(), **loop.summary())
     return EXIT_OK
+
+
+def _hooked_tiers(cfg: Config, tiers: TierSet,
+                  log: Any) -> tuple[TierSet, AbstractContextManager[Any]]:
+    """With the test-only fault hooks on, the start tier's scorer stalls on demand, and the
+    tier stays put (a stall must hit the model it was aimed at)."""
+    if not cfg.monitor.fault_hooks:
+        return tiers, nullcontext()
+    start = tiers.tiers[tiers.start]
+    stalling, hooks = _fault_hooks(cfg, start.scorer, log)
+    if tiers.governed:
+        log.warning("governor_pinned", tier=start.name, reason="fault_hooks")
+    return TierSet((Tier.of(start.index, start.name, stalling, start.threshold),)), hooks
 
 
 def _fault_hooks(cfg: Config, scorer: Scorer, log: Any) -> tuple[Scorer, AbstractContextManager[Any]]:

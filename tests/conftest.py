@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -51,6 +52,15 @@ def no_leaks() -> Iterator[None]:
     if extra_children:
         problems.append(f"leaked child processes: {sorted(extra_children)}")
     pytest.fail("; ".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def structlog_restored() -> Iterator[None]:
+    """A command run in-process (``cli.main``) configures logging onto the test's captured
+    stream, which is closed after the test: later tests must not log into it."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -83,6 +83,19 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--work-dir", type=Path, help="keep run folders, logs and journals here")
     f.add_argument("--list", action="store_true", dest="list_cases", help="list the cases and exit")
 
+    b = sub.add_parser("bench", help="the cell at plant load: throughput, deadlines, trips, floors, baselines")
+    b.add_argument("--machines", type=int, default=16)
+    b.add_argument("--channels", type=int, default=64)
+    b.add_argument("--rate", type=float, default=25600.0, help="samples per second per channel")
+    b.add_argument("--seconds", type=float, default=30.0, help="length of the measured span")
+    b.add_argument("--deadline-ms", type=float, default=10.0)
+    b.add_argument("--trips", type=int, default=10, help="faults injected over the span")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--target", choices=("modbus",), default="modbus")
+    b.add_argument("--json", type=Path, dest="json_path", help="write the report here")
+    b.add_argument("--work-dir", type=Path, help="keep the cell's config, logs and journal here (in cell/)")
+    b.add_argument("--skip-baselines", action="store_true", help="no numpy, River or plain baselines")
+
     c = sub.add_parser("check-config", help="validate a config file without starting anything")
     c.add_argument("path", type=Path)
 
@@ -150,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "faults":
         return _faults(args)
+
+    if args.command == "bench":
+        return _bench(args)
 
     if args.command == "check-config":
         cfg = _load(args.path)
@@ -227,6 +243,59 @@ def _faults(args: argparse.Namespace) -> int:
     if args.json_path:
         runner.write_json(args.json_path, data)
     return 0 if data["ok"] else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import signal
+
+    from rich.console import Console
+
+    from bench import display, report
+    from bench.baselines import compare_to_plain
+    from bench.errors import BenchConfigError, BenchError
+    from bench.run import BenchOptions, run_bench
+    from bench.signals import BenchLoad
+    from tripwire import logs
+
+    try:
+        load = BenchLoad(machines=args.machines, channels=args.channels, rate_hz=args.rate)
+        opts = BenchOptions(load, seconds=args.seconds, deadline_ms=args.deadline_ms,
+                            trips=args.trips, seed=args.seed, work_dir=args.work_dir,
+                            cache_dir=_cache_dir(), skip_baselines=args.skip_baselines,
+                            target=args.target)
+    except BenchConfigError as e:
+        print(f"tripwire bench: {e}", file=sys.stderr)
+        return 2
+    logs.configure("error", "console", stream=sys.stderr)
+    err = Console(stderr=True)
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=140)  # a pipe or a log file: keep one line per row
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # leave every block: children and servers stop on the way out
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        show = display.BarShow(err) if err.is_terminal else display.LineShow(err)
+        with show:
+            raw = run_bench(opts, show)
+        data = report.build(raw, load, opts.seconds, opts.deadline_ms, opts.seed, compare_to_plain)
+    except BenchConfigError as e:
+        print(f"tripwire bench: {e}", file=sys.stderr)
+        return 2
+    except BenchError as e:
+        print(f"tripwire bench: setup failed: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tripwire bench: interrupted; every process stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out.print(display.table(data))
+    if args.json_path:
+        args.json_path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return 0
 
 
 def _train(args: argparse.Namespace, cfg: Any) -> int:

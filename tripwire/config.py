@@ -9,6 +9,7 @@ environment or a clock.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -29,6 +30,11 @@ def _positive(key: str, value: float) -> None:
 MAX_CELL_NAME = 64
 MAX_SKEW_MS = 86_400_000.0  # a simulated source clock at most a day off
 MAX_FRAME_DELAY_MS = 60_000.0
+MAX_GRAPH_BATCH = 4096  # monitor.graph_batch_sizes (models.providers.MAX_GRAPH_BATCH)
+MAX_BATCH_ROWS = 1024
+MAX_GATE_MS = 1000.0
+MAX_DOWN_RATIO = 2.0  # p99 verdict age as a fraction of the verdict budget
+_TIER_NAME = re.compile(r"[a-z0-9_]+")
 
 
 def _priority(key: str, value: int) -> None:
@@ -105,6 +111,42 @@ class MonitorConfig:
     # sleep fault_stall_ms. Off in every real deployment; logged loudly when on.
     fault_hooks: bool = False
     fault_stall_ms: float = 20.0
+    # Dynamic batching (monitor/batching.py): a batch of windows goes to the model when it
+    # holds batch_max_rows, when its oldest row has waited batch_gate_ms, when the oldest
+    # row's slack to its verdict deadline falls below the predicted time of the call, or
+    # (unless batch_wait_when_idle) as soon as the input is drained and the model is idle.
+    batch_max_rows: int = 32
+    batch_gate_ms: float = 5.0
+    batch_wait_when_idle: bool = False
+    # One inference thread scores batch k while the loop reads frames and computes the
+    # features of batch k + 1 (false: the model runs in the loop's own thread).
+    pipeline: bool = True
+    # Windows of an idle machine (decision.idle_channel rule) skip the model (false: scored,
+    # but still decided as idle).
+    idle_skip: bool = True
+    # Model tiers (a tiered bundle): "auto" steps down teacher -> student -> int8 when the p99
+    # verdict age over governor_window_ms exceeds governor_down_ratio x the verdict budget or
+    # the process uses more than governor_cpu_high of one core, and back up once the p99 has
+    # stayed under governor_up_ratio x budget (and the CPU under governor_cpu_low) for
+    # governor_hold_s. "off": the start tier stays. bundle_tier: the start tier ("" = the
+    # bundle's default tier).
+    governor: Literal["off", "auto"] = "auto"
+    bundle_tier: str = ""
+    governor_window_ms: float = 500.0
+    governor_down_ratio: float = 0.5
+    governor_up_ratio: float = 0.25
+    governor_hold_s: float = 2.0
+    governor_cpu_high: float = 0.9
+    governor_cpu_low: float = 0.7
+    # Execution providers (models/providers.ScorerOptions). cuda_graphs: with the CUDA
+    # provider, one captured graph per size in graph_batch_sizes, a batch padded to the next
+    # (off until gpu_check on the target shows it helps). TensorRT: engine and timing caches
+    # in trt_cache_dir (an absolute path writable by the service only; "" = none, engines
+    # rebuilt at every start), fp16 only with trt_fp16.
+    cuda_graphs: bool = False
+    graph_batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    trt_cache_dir: str = ""
+    trt_fp16: bool = False
 
     def check(self, key: str) -> None:
         if not 0 <= self.monitor_id <= 0xFFFFFFFF:  # a heartbeat's monitor_id field
@@ -121,6 +163,33 @@ class MonitorConfig:
         _priority(f"{key}.realtime_priority", self.realtime_priority)
         if not 0 < self.fault_stall_ms <= 60_000:
             raise ConfigError(f"{key}.fault_stall_ms: must be in (0, 60000], got {self.fault_stall_ms}")
+        if not 1 <= self.batch_max_rows <= MAX_BATCH_ROWS:
+            raise ConfigError(f"{key}.batch_max_rows: must be 1..{MAX_BATCH_ROWS}, "
+                              f"got {self.batch_max_rows}")
+        if not 0 <= self.batch_gate_ms <= MAX_GATE_MS:  # NaN fails too
+            raise ConfigError(f"{key}.batch_gate_ms: must be in [0, {MAX_GATE_MS:g}], "
+                              f"got {self.batch_gate_ms}")
+        if self.bundle_tier and not _TIER_NAME.fullmatch(self.bundle_tier):
+            raise ConfigError(f"{key}.bundle_tier: a tier name (lowercase letters, digits, '_') "
+                              f"or empty, got {self.bundle_tier!r}")
+        _positive(f"{key}.governor_window_ms", self.governor_window_ms)
+        _positive(f"{key}.governor_hold_s", self.governor_hold_s)
+        if not 0 < self.governor_up_ratio < self.governor_down_ratio <= MAX_DOWN_RATIO:
+            raise ConfigError(f"{key}.governor_up_ratio: need 0 < governor_up_ratio < "
+                              f"governor_down_ratio <= {MAX_DOWN_RATIO:g}, got "
+                              f"{self.governor_up_ratio} and {self.governor_down_ratio}")
+        if not 0 < self.governor_cpu_low < self.governor_cpu_high:
+            raise ConfigError(f"{key}.governor_cpu_low: need 0 < governor_cpu_low < "
+                              f"governor_cpu_high, got {self.governor_cpu_low} and "
+                              f"{self.governor_cpu_high}")
+        sizes = self.graph_batch_sizes
+        if not sizes or any(not 1 <= b <= MAX_GRAPH_BATCH for b in sizes) or \
+                any(a >= b for a, b in zip(sizes, sizes[1:])):
+            raise ConfigError(f"{key}.graph_batch_sizes: must be increasing batch sizes in "
+                              f"1..{MAX_GRAPH_BATCH}, got {sizes}")
+        if self.trt_cache_dir and not self.trt_cache_dir.startswith("/"):
+            raise ConfigError(f"{key}.trt_cache_dir: must be an absolute path or empty, "
+                              f"got {self.trt_cache_dir!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ writes the summary (``tripwire.summary``).
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -100,7 +101,8 @@ def _render(st: LiveState, opts: DemoOptions) -> Group:
         if v is None:
             machines.add_row(name, "-", "-", "", "-", "")
             continue
-        ratio = v.score / v.threshold if v.threshold > 0 else 0.0
+        # An idle window is not scored and a stale trip has no score: both carry NaN.
+        ratio = v.score / v.threshold if v.threshold > 0 and math.isfinite(v.score) else 0.0
         bar = "#" * min(30, int(ratio * 15))
         lvl = v.level.name
         style = {"OK": "green", "WARN": "yellow", "TRIP": "bold red"}[lvl]

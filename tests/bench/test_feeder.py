@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -90,3 +91,37 @@ def test_feeder_process_reports_why_it_failed() -> None:
             time.sleep(0.05)
         why = feeder.failure()
     assert "exited with 1" in why and "nowhere" in why
+
+
+def test_feeder_child_takes_a_schedule_and_reports_what_it_sent(ipc_dir: Path,
+                                                                tmp_path: Path) -> None:
+    from bench.schedule import FaultWindow
+    from bench.signals import RMS_STEP, Fault
+
+    endpoint = f"ipc://{ipc_dir / 'sched'}"
+    window = FaultWindow(1, Fault(RMS_STEP, channel=2, size=3.0), on_s=0.0, off_s=0.05)
+    report = tmp_path / "sent.json"
+    plan = FeedPlan(SMALL, endpoint, seed=3, stream_s=0.2, schedule=(window,),
+                    report_path=str(report))
+    assert "--schedule" in plan.argv() and "--report" in plan.argv()
+    ctx: zmq.Context[Any] = zmq.Context()
+    pull = _pull(ctx, endpoint)
+    got: list[Any] = []
+    try:
+        with Feeder(plan) as feeder:
+            while len(got) < 4:
+                assert pull.poll(30_000), f"no frame {feeder.failure()}"
+                got.append(decode_frame(*pull.recv_multipart(), frame_links(SMALL, "bench")))
+            deadline = time.monotonic() + 30
+            while feeder.returncode() is None and time.monotonic() < deadline:
+                if pull.poll(50):  # keep the lossless queue moving
+                    pull.recv_multipart()
+            assert feeder.returncode() == 0
+    finally:
+        pull.close(0)
+        ctx.term()
+    healthy = SignalBank(SMALL, seed=3)
+    faulted = [f for f in got if f.source_id == 2 and f.seq == 0]
+    assert faulted and np.allclose(faulted[0].samples[2], 3.0 * healthy.frame(1, 0)[2])
+    steps = round(0.2 * SMALL.rate_hz / SMALL.frame_samples)
+    assert json.loads(report.read_text()) == {"sent": steps * SMALL.machines}

@@ -98,3 +98,20 @@ def test_rms_step_scales_one_channel() -> None:
 def test_bad_requests_are_config_errors(small_bank: SignalBank, make: object) -> None:
     with pytest.raises(BenchConfigError):
         make(small_bank)  # type: ignore[operator]
+
+
+def test_a_fault_window_ends_at_its_sample() -> None:
+    bank = SignalBank(SMALL, seed=3)
+    healthy = SignalBank(SMALL, seed=3)
+    fs = SMALL.frame_samples
+    onset = bank.inject(0, Fault(RMS_STEP, channel=1, size=3.0), 2 * fs / SMALL.rate_hz,
+                        until_s=(4 * fs + 10) / SMALL.rate_hz)
+    assert (onset.sample, onset.end) == (2 * fs, 4 * fs + 10)
+    assert np.array_equal(bank.frame(0, 1), healthy.frame(0, 1))
+    assert np.allclose(bank.frame(0, 3)[1], 3.0 * healthy.frame(0, 3)[1])
+    last = bank.frame(0, 4)
+    assert np.allclose(last[1, :10], 3.0 * healthy.frame(0, 4)[1, :10])
+    assert np.array_equal(last[1, 10:], healthy.frame(0, 4)[1, 10:])
+    assert np.array_equal(bank.frame(0, 5), healthy.frame(0, 5))
+    with pytest.raises(BenchConfigError):
+        bank.inject(0, Fault(), 1.0, until_s=0.5)

@@ -16,7 +16,15 @@ from interlock.modbus_writer import ModbusStopWriter
 from interlock.stop import HeartbeatPump
 from tests.interlock.conftest import ModbusPlc
 from tripwire.config import InterlockConfig, ModbusTargetConfig
-from tripwire.messages import Heartbeat, HeartbeatFlag, encode_heartbeat
+from tripwire.messages import (
+    Heartbeat,
+    HeartbeatFlag,
+    Level,
+    Verdict,
+    VerdictFlag,
+    encode_heartbeat,
+    encode_verdict,
+)
 
 MS = 1_000_000
 
@@ -123,3 +131,36 @@ def test_arming_marks_the_loop_busy(parts: tuple[Interlock, ModbusPlc, Journal])
     t1 = time.monotonic_ns()
     start, end = il.watch.busy_spell
     assert t0 <= start <= end <= t1 and end > start  # the PLC writes and the commit took time
+
+
+def test_a_degraded_model_raises_an_alarm_and_clears_when_it_recovers(
+        parts: tuple[Interlock, ModbusPlc, Journal]) -> None:
+    il, _plc, journal = parts
+    arm(il)
+
+    def verdict(seq: int, flags: VerdictFlag) -> bytes:
+        now = time.monotonic_ns()
+        return encode_verdict(Verdict(1, seq, seq, now, now, 1.0, 2.0, Level.OK, flags, 0,
+                                      b"model-01", ()))
+
+    il.on_message(verdict(1, VerdictFlag.DEGRADED_MODEL), time.monotonic_ns())
+    il.on_message(verdict(2, VerdictFlag.DEGRADED_MODEL), time.monotonic_ns())
+    active = [a for a in il.status()["alarms"] if a["name"] == "model_degraded" and a["active"]]
+    assert len(active) == 1 and "fell back" in active[0]["detail"]
+    assert [e.data["alarm"] for e in journal.entries() if e.kind == "alarm"] == ["model_degraded"]
+    assert il.latch.state is State.ARMED  # an alarm, not a trip: the model still scores
+    il.on_message(verdict(3, VerdictFlag.NONE), time.monotonic_ns())
+    assert not any(a["name"] == "model_degraded" and a["active"] for a in il.status()["alarms"])
+
+
+def test_a_journal_commit_in_the_verdict_path_counts_as_a_busy_spell(
+        parts: tuple[Interlock, ModbusPlc, Journal]) -> None:
+    il, _plc, journal = parts
+    arm(il)
+    now = time.monotonic_ns()
+    late = Verdict(1, 1, 1, now - 700 * MS, now, 1.0, 2.0, Level.OK, VerdictFlag.NONE, 0,
+                   b"model-01", ())
+    il.on_message(encode_verdict(late), now)  # over the 600 ms budget: a journaled miss
+    assert any(e.kind == "deadline_miss" for e in journal.entries())
+    start, end = il.watch.busy_spell
+    assert now <= start <= end  # verdicts queued behind that commit are not the monitor's fault

@@ -10,10 +10,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from models import export
+from models.binding import DeviceBinding
 from models.errors import InferenceError
+from models.plan import BindingPlan
 from models.protocol import NumpyScorer, Scorer
-from models.providers import CPU, CUDA, GpuProbe, ProviderChoice
+from models.providers import CPU, CUDA, GpuProbe, ProviderChoice, ScorerOptions
 from models.scorer import OnnxScorer, open_scorer
+from models.session import session_options
 from tests.models.common import F
 
 MODEL_ID = bytes.fromhex("0123456789abcdef")
@@ -48,13 +51,24 @@ def test_scores_separate_normal_from_anomalous(ae_model, normal_data) -> None:
 # --- conformance: every Scorer implementation -------------------------------------------
 
 
-@pytest.fixture(params=["onnx-autoencoder", "onnx-pca", "numpy-autoencoder"])
+def _device_layout_scorer(onnx_bytes: bytes) -> OnnxScorer:
+    """The CUDA-graph binding (padded sizes, device tensors, read back), its tensors on the CPU."""
+    session = ort.InferenceSession(onnx_bytes, session_options(1), providers=[CPU])
+    binding = DeviceBinding(session, BindingPlan("device", "cpu", (1, 2, 4, 8), False), F)
+    return OnnxScorer(session, MODEL_ID, F, (CPU,), False, binding)
+
+
+@pytest.fixture(params=["onnx-autoencoder", "onnx-pca", "onnx-device-layout",
+                        "numpy-autoencoder"])
 def scorer(request: pytest.FixtureRequest, ae_model, pca_model) -> Iterator[Scorer]:
     if request.param == "onnx-autoencoder":
         with open_scorer(export.autoencoder_to_onnx(ae_model), MODEL_ID, F, providers="cpu") as s:
             yield s
     elif request.param == "onnx-pca":
         with open_scorer(export.pca_to_onnx(pca_model), MODEL_ID, F, providers="cpu") as s:
+            yield s
+    elif request.param == "onnx-device-layout":
+        with _device_layout_scorer(export.autoencoder_to_onnx(ae_model)) as s:
             yield s
     else:
         yield NumpyScorer(ae_model, MODEL_ID)
@@ -195,3 +209,58 @@ def test_protocol_is_runtime_checkable(ae_model, ae_onnx: bytes) -> None:
     with open_scorer(ae_onnx, MODEL_ID, F, providers="cpu") as onnx_scorer:
         assert isinstance(onnx_scorer, OnnxScorer) and isinstance(onnx_scorer, Scorer)
     assert not isinstance(object(), Scorer)
+
+
+# --- binding, placement and CUDA graphs as reported -------------------------------------
+
+
+def test_a_cpu_scorer_reports_its_binding_and_placement(ae_onnx: bytes) -> None:
+    with capture_logs() as logs:
+        scorer = open_scorer(ae_onnx, MODEL_ID, F, providers="cpu", max_batch=16)
+    (line,) = _events(logs, "providers_selected")
+    assert line["binding"] == "host" and line["cuda_graphs"] is False
+    assert set(line["nodes"]) == {CPU} and line["nodes"][CPU] >= 5
+    info = scorer.info()
+    assert info["providers"] == [CPU] and info["binding"] == "host"
+    assert info["bound_sizes"] == "1..16" and info["readback"] == "bound"
+    assert not info["degraded"] and not info["cuda_graphs"] and info["cpu_ops"] == []
+
+
+def test_cuda_graphs_asked_for_without_a_gpu_is_simply_the_cpu(ae_onnx: bytes) -> None:
+    with capture_logs() as logs:
+        scorer = open_scorer(ae_onnx, MODEL_ID, F, providers="auto",
+                             options=ScorerOptions(cuda_graphs=True),
+                             probe=lambda _: GpuProbe.absent("no driver"))
+    assert scorer.providers == (CPU,) and not scorer.degraded and not scorer.cuda_graphs
+    assert [e["event"] for e in logs] == ["providers_selected"]
+
+
+@pytest.mark.skipif(CUDA not in ort.get_available_providers(),
+                    reason="this onnxruntime build has no CUDA provider to drop")
+def test_forced_cuda_graphs_that_cannot_run_are_a_fallback_alarm(ae_onnx: bytes,
+                                                                  normal_data) -> None:
+    if _gpu_really_usable():
+        pytest.skip("CUDA really works here, so nothing falls back")
+    forced = ProviderChoice("cuda", (CUDA, CPU), "", False)
+    with capture_logs() as logs:
+        scorer = open_scorer(ae_onnx, MODEL_ID, F, choice=forced,
+                             options=ScorerOptions(cuda_graphs=True))
+    assert scorer.degraded and not scorer.cuda_graphs and scorer.info()["binding"] == "host"
+    assert len(_events(logs, "provider_fallback")) == 1
+    scorer.warm(4)
+    assert scorer.score(normal_data["test"][:3])[0].shape == (3,)
+
+
+@pytest.mark.skipif(CUDA not in ort.get_available_providers(), reason="no CUDA provider built in")
+def test_real_cuda_graphs_when_present(ae_onnx: bytes, ae_model, normal_data) -> None:
+    """On a machine with a working GPU: graphs captured per size, replays agree with numpy."""
+    if not _gpu_really_usable():
+        pytest.skip("no usable CUDA GPU here")
+    scorer = open_scorer(ae_onnx, MODEL_ID, F, providers="cuda", max_batch=32,
+                         options=ScorerOptions(cuda_graphs=True))
+    assert scorer.providers[0] == CUDA and not scorer.degraded
+    scorer.warm(32)
+    assert scorer.cuda_graphs and scorer.info()["bound_sizes"] == [1, 2, 4, 8, 16, 32]
+    for b in (1, 5, 32, 40):
+        x = normal_data["test"][:b]
+        np.testing.assert_allclose(scorer.score(x)[0], ae_model.score(x)[0], rtol=1e-3, atol=1e-4)

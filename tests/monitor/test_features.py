@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from monitor.bands import band_response, band_sections
 from monitor.errors import FeatureSpecError
-from monitor.features import DEFAULT_BANDS_HZ, FeatureSpec, WindowFeatures, offline_features, warm
+from monitor.features import (
+    DEFAULT_BANDS_HZ,
+    FeatureSpec,
+    WindowFeatures,
+    offline_features,
+    warm,
+)
 
 RATE = 6400.0
 SPEC = FeatureSpec(("vib_x", "vib_y", "current", "temp"), RATE, 1024, 128)
