@@ -132,13 +132,16 @@ def feed(plan: FeedPlan, stop: threading.Event | None = None,
         sock.connect(plan.endpoint)
         period_ns = round(ld.frame_samples / ld.rate_hz * 1e9)
         steps = round(plan.stream_s * ld.rate_hz / ld.frame_samples)
+        # Paced: machine m's frame k leaves at t0 + k * period + its DAQ's phase.
+        phases = ld.phases_ns(plan.seed)
+        order = sorted(range(ld.machines), key=lambda m: phases[m])
         t0 = time.monotonic_ns()
         for k in range(steps):
-            if plan.paced:
-                wait_ns = t0 + k * period_ns - time.monotonic_ns()
-                if wait_ns > 0:
-                    time.sleep(wait_ns / 1e9)
-            for m in range(ld.machines):
+            for m in order:
+                if plan.paced:
+                    wait_ns = t0 + k * period_ns + phases[m] - time.monotonic_ns()
+                    if wait_ns > 0:
+                        time.sleep(wait_ns / 1e9)
                 payload = bank.frame(m, k).data.cast("B")
                 while True:
                     if stop is not None and stop.is_set():

@@ -51,6 +51,9 @@ class BenchLoad:
     frame_samples: int = 128
     window: int = 1024
     hop: int = 128
+    # Every machine's DAQ frames at the same instants (one shared clock: the worst burst), or,
+    # by default, each on its own free-running clock: a seeded phase within the frame period.
+    aligned: bool = False
 
     def __post_init__(self) -> None:
         for name in ("machines", "channels", "frame_samples", "window", "hop"):
@@ -70,6 +73,14 @@ class BenchLoad:
         """Frames of all machines together, per second of stream."""
         return self.machines * self.rate_hz / self.frame_samples
 
+    def phases_ns(self, seed: int) -> list[int]:
+        """Each machine's frame instants as an offset into the frame period (ns)."""
+        period_ns = round(self.frame_samples / self.rate_hz * 1e9)
+        if self.aligned:
+            return [0] * self.machines
+        rng = np.random.default_rng([seed, 0x0DA0])
+        return [int(x) for x in rng.integers(0, period_ns, self.machines)]
+
     @property
     def frame_bytes(self) -> int:
         return self.channels * self.frame_samples * 4
@@ -81,7 +92,8 @@ class BenchLoad:
         """The load as command-line options of the bench's child processes (``add_arguments``)."""
         return ["--machines", str(self.machines), "--channels", str(self.channels),
                 "--rate", repr(self.rate_hz), "--frame-samples", str(self.frame_samples),
-                "--window", str(self.window), "--hop", str(self.hop)]
+                "--window", str(self.window), "--hop", str(self.hop)] + \
+            (["--aligned"] if self.aligned else [])
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -92,10 +104,13 @@ class BenchLoad:
         p.add_argument("--frame-samples", type=int, default=d.frame_samples)
         p.add_argument("--window", type=int, default=d.window)
         p.add_argument("--hop", type=int, default=d.hop)
+        p.add_argument("--aligned", action="store_true",
+                       help="every machine's frames at the same instants (default: own clocks)")
 
     @staticmethod
     def from_arguments(a: argparse.Namespace) -> BenchLoad:
-        return BenchLoad(a.machines, a.channels, a.rate, a.frame_samples, a.window, a.hop)
+        return BenchLoad(a.machines, a.channels, a.rate, a.frame_samples, a.window, a.hop,
+                         a.aligned)
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", type=Path, dest="json_path", help="write the report here")
     b.add_argument("--work-dir", type=Path, help="keep the cell's config, logs and journal here (in cell/)")
     b.add_argument("--skip-baselines", action="store_true", help="no numpy, River or plain baselines")
+    b.add_argument("--aligned", action="store_true",
+                   help="every machine's frames at the same instants (default: each DAQ on its own clock)")
 
     c = sub.add_parser("check-config", help="validate a config file without starting anything")
     c.add_argument("path", type=Path)
@@ -258,7 +260,8 @@ def _bench(args: argparse.Namespace) -> int:
     from tripwire import logs
 
     try:
-        load = BenchLoad(machines=args.machines, channels=args.channels, rate_hz=args.rate)
+        load = BenchLoad(machines=args.machines, channels=args.channels, rate_hz=args.rate,
+                         aligned=args.aligned)
         opts = BenchOptions(load, seconds=args.seconds, deadline_ms=args.deadline_ms,
                             trips=args.trips, seed=args.seed, work_dir=args.work_dir,
                             cache_dir=_cache_dir(), skip_baselines=args.skip_baselines,

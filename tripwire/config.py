@@ -119,8 +119,12 @@ class MonitorConfig:
     batch_gate_ms: float = 5.0
     batch_wait_when_idle: bool = False
     # One inference thread scores batch k while the loop reads frames and computes the
-    # features of batch k + 1 (false: the model runs in the loop's own thread).
-    pipeline: bool = True
+    # features of batch k + 1 (false: the model runs in the loop's own thread). Off by
+    # default: on a CPU provider the bench measured no gain (a small model's call is shorter
+    # than the hand-over), and the GIL hand-over back to the loop can take a switch interval,
+    # long enough to withhold heartbeats. Worth turning on where a call is long and GIL-free
+    # (a GPU provider, a large model): measure with `tripwire bench`.
+    pipeline: bool = False
     # Windows of an idle machine (decision.idle_channel rule) skip the model (false: scored,
     # but still decided as idle).
     idle_skip: bool = True

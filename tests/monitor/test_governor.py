@@ -127,7 +127,7 @@ def test_policy_from_config_and_config_checks() -> None:
     cfg = config.from_dict(table)
     p = GovernorPolicy.from_config(cfg.monitor, 6.0)
     assert (p.budget_ns, p.window_ns, p.hold_ns) == (6 * MS, 250 * MS, 3 * S)
-    assert (cfg.monitor.governor, cfg.monitor.pipeline, cfg.monitor.batch_max_rows) == ("auto", True, 32)
+    assert (cfg.monitor.governor, cfg.monitor.pipeline, cfg.monitor.batch_max_rows) == ("auto", False, 32)
     for bad, key in (({"governor_up_ratio": 0.6}, "governor_up_ratio"),
                      ({"governor_cpu_low": 0.95}, "governor_cpu_low"),
                      ({"governor": "fast"}, "monitor.governor"),

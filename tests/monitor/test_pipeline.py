@@ -110,7 +110,7 @@ def test_pipeline_on_and_off_publish_the_same_verdicts_in_the_same_order(
 
 def test_status_reply_carries_latency_in_us_and_the_batch_figures(tiny_bundle: TinyBundle,
                                                                   ipc_dir: Path) -> None:
-    table = monitor_table(ipc_dir, tiny_bundle.path)
+    table = monitor_table(ipc_dir, tiny_bundle.path, pipeline=True)
     table["bus"]["monitor_ctl"] = f"ipc://{ipc_dir}/ctl"
     frames = {1: _frames(43, fault=False)}
     _, reply, logs = _play(config.from_dict(table), frames, status=True)
@@ -209,7 +209,7 @@ def _beats_while_scoring(tiny_bundle: TinyBundle, ipc_dir: Path, stall: bool) ->
     """The longest heartbeat gap while a model that takes HEAVY_S per call scores windows
     (with ``stall``: plus one hung call), and the stop line."""
     cfg = config.from_dict(monitor_table(ipc_dir, tiny_bundle.path, batch_max_rows=2,
-                                         heartbeat_ms=2.0))
+                                         heartbeat_ms=2.0, pipeline=True))
     bundle = load_bundle(tiny_bundle.path)
     scorer = _Slow(bundle.scorer(providers="cpu"), HEAVY_S)
     frames = _frames(46, fault=False)
