@@ -236,6 +236,27 @@ def json_dumps_any(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=True, allow_nan=True).encode("ascii")
 
 
+def json_candidate(draw: st.DrawFn, tree: Any, how: str) -> Parts:
+    """One JSON message for a decoder, by ``how``: "valid" (the tree as is), "tree" (a field
+    mutation), "tree_bytes" (a field mutation, then byte edits), "bytes" (byte edits of the
+    tree), "nasty" (a hostile JSON text), "raw" (any bytes or any JSON value), "parts" (a
+    list of 0-3 byte strings: the wrong number of message parts)."""
+    if how == "valid":
+        return [json_dumps_any(tree)]
+    if how in ("tree", "tree_bytes"):
+        data = json_dumps_any(draw(tree_mutations(tree)))
+        if how == "tree_bytes":
+            data = apply_ops(data, draw(ops_strategy()))
+        return [data]
+    if how == "bytes":
+        return [apply_ops(json_dumps_any(tree), draw(ops_strategy()))]
+    if how == "nasty":
+        return [draw(st.sampled_from(NASTY_JSON))]
+    if how == "raw":
+        return [draw(st.one_of(st.binary(max_size=200), json_values().map(json_dumps_any)))]
+    return draw(st.lists(st.binary(max_size=40), max_size=3))
+
+
 def nested(depth: int, inner: bytes = b"1", template: bytes = b"%s") -> bytes:
     """``template`` with a value nested ``depth`` lists deep in place of ``%s``."""
     return template % (b"[" * depth + inner + b"]" * depth)

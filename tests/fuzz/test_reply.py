@@ -76,17 +76,7 @@ def candidates(draw: st.DrawFn) -> harness.Parts:
         {"v": m.VERSION, "ok": True, "state": "ARMED"},
     )))
     how = draw(st.sampled_from(("tree", "tree", "tree_bytes", "bytes", "nasty", "raw")))
-    if how in ("tree", "tree_bytes"):
-        data = harness.json_dumps_any(draw(harness.tree_mutations(tree)))
-        if how == "tree_bytes":
-            data = harness.apply_ops(data, draw(harness.ops_strategy()))
-        return [data]
-    if how == "bytes":
-        return [harness.apply_ops(harness.json_dumps_any(tree), draw(harness.ops_strategy()))]
-    if how == "nasty":
-        return [draw(st.sampled_from(harness.NASTY_JSON))]
-    return [draw(st.one_of(st.binary(max_size=200),
-                           harness.json_values().map(harness.json_dumps_any)))]
+    return harness.json_candidate(draw, tree, how)
 
 
 @harness.fuzz_settings()

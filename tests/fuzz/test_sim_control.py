@@ -89,19 +89,7 @@ def candidates(draw: st.DrawFn) -> harness.Parts:
             "since": draw(st.sampled_from((0, 3))), "kind": "bearing", "source": 1,
             "severity": 1.0, "ramp_s": 0.5}
     how = draw(st.sampled_from(("tree", "tree", "tree_bytes", "bytes", "nasty", "raw", "parts")))
-    if how in ("tree", "tree_bytes"):
-        data = harness.json_dumps_any(draw(harness.tree_mutations(tree)))
-        if how == "tree_bytes":
-            data = harness.apply_ops(data, draw(harness.ops_strategy()))
-        return [data]
-    if how == "bytes":
-        return [harness.apply_ops(harness.json_dumps_any(tree), draw(harness.ops_strategy()))]
-    if how == "nasty":
-        return [draw(st.sampled_from(harness.NASTY_JSON))]
-    if how == "raw":
-        return [draw(st.one_of(st.binary(max_size=200),
-                               harness.json_values().map(harness.json_dumps_any)))]
-    return draw(st.lists(st.binary(max_size=40), max_size=3))
+    return harness.json_candidate(draw, tree, how)
 
 
 @harness.fuzz_settings()
