@@ -11,17 +11,7 @@ from tripwire.latency import Histogram
 
 def latency_us(hist: Histogram) -> dict[str, float]:
     """``count``, ``p50_us``, ``p99_us``, ``p999_us``, ``max_us`` of a histogram of ns."""
-
-    def us(ns: int) -> float:
-        return round(ns / 1e3, 2)
-
-    return {
-        "count": hist.total,
-        "p50_us": us(hist.percentile(0.50)),
-        "p99_us": us(hist.percentile(0.99)),
-        "p999_us": us(hist.percentile(0.999)),
-        "max_us": us(hist.max_ns),
-    }
+    return hist.summary(1e3, 2, "_us")
 
 
 def rate_per_s(count: float, elapsed_ns: int) -> float:

@@ -22,7 +22,6 @@ from tripwire.latency import Histogram
 # heartbeat_gap (between heartbeats: what the interlock's liveness rule watches).
 STAGES = ("receive", "validate", "features", "batch_wait", "inference", "handoff", "decision",
           "total", "heartbeat_gap")
-QUANTILES = (("p50", 0.50), ("p99", 0.99), ("p999", 0.999))
 
 
 def reject_counts(counts: Counter[str], validated: Counter[str]) -> Counter[str]:
@@ -61,11 +60,7 @@ def latency_us(hists: dict[str, Histogram]) -> dict[str, dict[str, float]]:
     """Per stage {count, p50, p99, p999, max} in µs."""
     out: dict[str, dict[str, float]] = {}
     for stage, h in hists.items():
-        row: dict[str, float] = {"count": h.total}
-        for name, q in QUANTILES:
-            row[name] = round(h.percentile(q) / 1e3, 1)
-        row["max"] = round(h.max_ns / 1e3, 1)
-        out[stage] = row
+        out[stage] = h.summary(1e3, 1)
     return out
 
 

@@ -69,17 +69,21 @@ class Histogram:
         idx = int(np.searchsorted(np.cumsum(self.counts), rank))
         return min(_upper(idx), self.max_ns)
 
-    def summary_ms(self) -> dict[str, float]:
-        def ms(ns: int) -> float:
-            return round(ns / 1e6, 4)
+    def summary(self, unit_ns: float, digits: int, suffix: str = "") -> dict[str, float]:
+        """``count`` and p50, p99, p999, max in units of ``unit_ns`` (keys end in ``suffix``)."""
+        def conv(ns: int) -> float:
+            return round(ns / unit_ns, digits)
 
         return {
             "count": self.total,
-            "p50": ms(self.percentile(0.50)),
-            "p99": ms(self.percentile(0.99)),
-            "p999": ms(self.percentile(0.999)),
-            "max": ms(self.max_ns),
+            f"p50{suffix}": conv(self.percentile(0.50)),
+            f"p99{suffix}": conv(self.percentile(0.99)),
+            f"p999{suffix}": conv(self.percentile(0.999)),
+            f"max{suffix}": conv(self.max_ns),
         }
+
+    def summary_ms(self) -> dict[str, float]:
+        return self.summary(1e6, 4)
 
     def to_sparse(self) -> dict[str, object]:
         """Compact form for sending over the control path (JSON)."""
