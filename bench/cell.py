@@ -82,8 +82,10 @@ def cell_table(plan: CellPlan, endpoints: dict[str, str], plc_port: int) -> dict
         "sources": [{"id": m + 1, "name": source_name(m), "channels": list(load.channel_names()),
                      "sample_rate_hz": load.rate_hz, "frame_samples": load.frame_samples}
                     for m in range(load.machines)],
-        "monitor": {**demo["monitor"], "window": load.window, "hop": load.hop},
-        "interlock": {**il, "journal": str(plan.run_dir / "journal.sqlite"),
+        # Unpinned, unlike the demo's cell: at plant load the monitor and the interlock need
+        # most of a core each.
+        "monitor": {**demo["monitor"], "window": load.window, "hop": load.hop, "cpus": []},
+        "interlock": {**il, "cpus": [], "journal": str(plan.run_dir / "journal.sqlite"),
                       "modbus": {"port": plc_port}},
         "log": {"format": "json", "level": "info"},
     }

@@ -3,7 +3,8 @@
 ``serve(cfg, stop)`` opens the journal and the stop targets, connects a SUB socket to the
 monitor's output (``bus.monitor_out``), binds a REP socket for commands
 (``bus.interlock_cmd``) and runs one thread: poll (timeout from the controller's next
-deadline), answer at most one command, drain monitor messages (each stamped with the
+deadline, at most ``MAX_WAIT_MS``; a wake-up that comes late is the watchdog's evidence of a
+stall of this process' CPU), answer at most one command, drain monitor messages (each stamped with the
 monotonic clock on receipt), tick. Any unexpected exception in an iteration goes to
 ``Interlock.fail_safe`` (latch, stop, journal) and the loop keeps running.
 
@@ -31,7 +32,7 @@ import zmq
 from interlock.controller import Interlock
 from interlock.errors import JournalError
 from interlock.journal import Journal
-from interlock.latch import TripReason
+from interlock.latch import State, TripReason
 from interlock.modbus_writer import ModbusStopWriter
 from interlock.opcua_writer import OpcuaStopWriter
 from interlock.sink import StopSink
@@ -39,9 +40,12 @@ from tripwire.config import Config, InterlockConfig
 from tripwire.messages import DecodeError, Link, decode_command, encode_reply
 
 MAX_DRAIN = 256  # monitor messages handled per wake-up before ticking
-MAX_WAIT_MS = 100  # poll at least this often, so a stop request is seen promptly
+# The loop wakes at least this often, so that a stop request is seen promptly and a stall of
+# its own CPU shows as a late wake-up (watchdog rule 1) to within this, not within a liveness.
+MAX_WAIT_MS = 1
 SUB_HWM = 10_000
 GIL_SWITCH_S = 0.0005
+MS = 1_000_000
 
 
 def build_sinks(cfg: InterlockConfig) -> list[StopSink]:
@@ -103,8 +107,27 @@ def handle_command(il: Interlock, parts: list[bytes], now_ns: int) -> tuple[byte
     return encode_reply(False, error="unsupported_command", detail=cmd.cmd), False
 
 
+class _StallLog:
+    """Tells the watchdog when this loop got its CPU back late; a log line at most a second
+    (a machine without real-time scheduling may stall often)."""
+
+    def __init__(self, il: Interlock) -> None:
+        self.il = il
+        self.log = structlog.get_logger(component="interlock")
+        self.next_line_ns = 0
+
+    def note(self, due_ns: int, now_ns: int) -> None:
+        watch = self.il.watch
+        if watch.woke(due_ns, now_ns) and now_ns >= self.next_line_ns:
+            c = watch.counters
+            self.log.info("interlock_stalled", late_ms=round((now_ns - due_ns) / 1e6, 2),
+                          stalls=c.self_stalls, max_ms=round(c.self_stall_max_us / 1e3, 2))
+            self.next_line_ns = now_ns + 1_000 * MS
+
+
 def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: threading.Event) -> str:
-    clock = time.monotonic_ns
+    clock, cpu_clock = time.monotonic_ns, time.thread_time_ns
+    stalls = _StallLog(il)
     poller = zmq.Poller()
     poller.register(sub, zmq.POLLIN)
     poller.register(rep, zmq.POLLIN)
@@ -113,6 +136,8 @@ def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: t
             now = clock()
             wait_ms = min(MAX_WAIT_MS, max(0, math.ceil((il.next_wakeup_ns(now) - now) / 1e6)))
             ready = dict(poller.poll(wait_ms))
+            woke, cpu_woke = clock(), cpu_clock()
+            stalls.note(now + wait_ms * MS, woke)  # a poll that returned late
             # Commands first: one may block on PLC requests and a journal commit, and the
             # monitor messages that arrive meanwhile must be drained before the liveness
             # check in tick(), or a busy interlock would take the monitor for silent.
@@ -129,7 +154,9 @@ def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: t
                         rep.send(encode_reply(False, error="internal_error", detail=repr(e)[:200]))
                         raise
                     rep.send(reply)
-                    il.watch.busy(t_cmd, clock())
+                    t_done = clock()
+                    il.watch.busy(t_cmd, t_done)
+                    woke, cpu_woke = t_done, cpu_clock()
                     if quit_after:
                         return "shutdown command"
             for _ in range(MAX_DRAIN):
@@ -138,7 +165,12 @@ def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: t
                 except zmq.Again:
                     break
                 il.on_message(data, clock())
-            il.tick(clock())
+            now = clock()
+            if il.latch.state is State.ARMED:
+                # Off the CPU since the poll returned, though armed draining never blocks (a
+                # command's spell aside, a trip's writes excluded): a stall as well.
+                stalls.note(woke + (cpu_clock() - cpu_woke), now)
+            il.tick(now)
         except Exception as e:  # noqa: BLE001 - fail safe, never silently die
             il.fail_safe(e, clock())
     return "stop requested"

@@ -5,6 +5,12 @@
    judged by change (a frozen counter that keeps arriving is as dead as a silent one), not by
    arrival, and verdicts do not stand in for it: they come from the same loop, so a monitor
    whose heartbeat stopped changing is broken even if verdicts still flow.
+   Silence is evidence only while the interlock itself was running: when its own wake-up
+   came at least ``STALL_MIN_NS`` late (its CPU was taken: a host that stole a virtual CPU, a
+   kernel section that did not yield), a monitor pinned to the same CPU was stopped too, so
+   after such a stall the monitor gets ``liveness / 2`` to show a new counter. That extension
+   never takes the rule past ``3 x liveness`` of silence: a dead monitor still trips while the
+   interlock keeps losing its CPU.
 2. Timeliness: a verdict whose age ``now - t_acq`` exceeds ``verdict_budget_ms`` is a
    deadline miss; ``late_trip_after`` consecutive misses of one source trip when the action
    is "trip" (per source: one late source among timely ones must not hide in between).
@@ -31,6 +37,7 @@ from tripwire.messages import COUNTER_MODULUS, Heartbeat, HeartbeatFlag, Level, 
 
 MS = 1_000_000
 HEARTBEAT_MODULUS = 1 << 16
+STALL_MIN_NS = 1 * MS  # a wake-up this late is a stall of the interlock's own CPU
 REORDER_WINDOW = 64  # a backwards jump larger than this is a restarted peer, not a reorder
 # DecodeError reasons of the black-channel classes -> their Counters field
 DECODE_REASON_COUNTERS = {"bad_crc": "crc_errors", "wrong_address": "wrong_address",
@@ -124,6 +131,8 @@ class Counters:
     ignored_trip_verdicts: int = 0
     deadline_misses: int = 0
     late_while_busy: int = 0  # of those, queued while the interlock itself was busy
+    self_stalls: int = 0  # wake-ups of the interlock at least STALL_MIN_NS late
+    self_stall_max_us: int = 0
     late_verdicts: int = 0
     invalid_verdicts: int = 0
     decode_errors: int = 0  # all of them, these three included:
@@ -158,7 +167,7 @@ class MonitorWatch:
 
     __slots__ = ("limits", "counters", "_verdict_seq", "_hb_seq", "_hb_changed_ns",
                  "_first_hb_ns", "_last_hb", "_late_streak", "_busy_from_ns",
-                 "_busy_until_ns")
+                 "_busy_until_ns", "_stall_end_ns")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -171,6 +180,7 @@ class MonitorWatch:
         self._late_streak: dict[int, int] = {}  # source id -> consecutive late verdicts
         self._busy_from_ns = 0
         self._busy_until_ns = 0
+        self._stall_end_ns = 0
 
     # -- inputs --
     def on_decode_error(self, reason: str = "") -> None:
@@ -245,9 +255,14 @@ class MonitorWatch:
 
     def liveness_expiry_ns(self) -> int | None:
         """When the liveness rule fires if nothing else arrives; None before any heartbeat."""
-        if self._first_hb_ns is None or self._hb_changed_ns is None:
+        changed = self._hb_changed_ns
+        if self._first_hb_ns is None or changed is None:
             return None
-        return self._hb_changed_ns + self.limits.liveness_ns
+        liveness = self.limits.liveness_ns
+        expiry = changed + liveness
+        if self._stall_end_ns > changed:  # the interlock lost its CPU since the last change
+            expiry = min(max(expiry, self._stall_end_ns + liveness // 2), changed + 3 * liveness)
+        return expiry
 
     def silent(self, now_ns: int) -> bool:
         expiry = self.liveness_expiry_ns()
@@ -268,6 +283,19 @@ class MonitorWatch:
     def busy_spell(self) -> tuple[int, int]:
         """The last busy spell, (start, end) in ns."""
         return self._busy_from_ns, self._busy_until_ns
+
+    def woke(self, due_ns: int, now_ns: int) -> bool:
+        """The interlock's loop meant to be running again by ``due_ns`` and got its CPU back
+        at ``now_ns``. True (a stall: rule 1 makes allowance for it) when that is at least
+        ``STALL_MIN_NS`` late."""
+        late_ns = now_ns - due_ns
+        if late_ns < STALL_MIN_NS:
+            return False
+        c = self.counters
+        c.self_stalls += 1
+        c.self_stall_max_us = max(c.self_stall_max_us, late_ns // 1000)
+        self._stall_end_ns = max(self._stall_end_ns, now_ns)
+        return True
 
     def busy(self, start_ns: int, end_ns: int) -> None:
         """The interlock did not read messages from ``start_ns`` to ``end_ns`` (a command or

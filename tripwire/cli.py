@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from interlock.service import serve
 
-            realtime.apply(cfg.interlock.realtime_priority, "interlock")
+            realtime.apply(cfg.interlock.realtime_priority, "interlock", cfg.interlock.cpus)
         return int(serve(cfg))
 
     if args.command == "train":

@@ -42,6 +42,14 @@ def _priority(key: str, value: int) -> None:
         raise ConfigError(f"{key}: must be 0 (off) or a SCHED_FIFO priority 1..99, got {value}")
 
 
+MAX_CPU = 4095
+
+
+def _cpus(key: str, value: list[int]) -> None:
+    if any(not 0 <= c <= MAX_CPU for c in value) or len(set(value)) != len(value):
+        raise ConfigError(f"{key}: distinct CPU numbers 0..{MAX_CPU} (empty = any CPU), got {value}")
+
+
 @dataclass(frozen=True, slots=True)
 class BusConfig:
     frames: str = "ipc:///tmp/tripwire/frames"
@@ -107,6 +115,9 @@ class MonitorConfig:
     bundle_key_file: str = ""
     # SCHED_FIFO priority once warm (0 = normal scheduling); below the interlock's.
     realtime_priority: int = 0
+    # CPUs the process runs on (empty = any). Give the monitor and the interlock the same
+    # one: a CPU that stalls then stalls both, and the interlock can tell (tripwire/realtime.py).
+    cpus: list[int] = field(default_factory=list)
     # Test-only fault hooks (the fault-injection campaign): SIGUSR1 makes the next model call
     # sleep fault_stall_ms. Off in every real deployment; logged loudly when on.
     fault_hooks: bool = False
@@ -165,6 +176,7 @@ class MonitorConfig:
             raise ConfigError(f"{key}.bundle_key_file: leading or trailing whitespace in "
                               f"{self.bundle_key_file!r}")
         _priority(f"{key}.realtime_priority", self.realtime_priority)
+        _cpus(f"{key}.cpus", self.cpus)
         if not 0 < self.fault_stall_ms <= 60_000:
             raise ConfigError(f"{key}.fault_stall_ms: must be in (0, 60000], got {self.fault_stall_ms}")
         if not 1 <= self.batch_max_rows <= MAX_BATCH_ROWS:
@@ -289,6 +301,8 @@ class InterlockConfig:
     reset_token: str = ""
     # SCHED_FIFO priority (0 = normal scheduling); the highest of the cell's processes.
     realtime_priority: int = 0
+    # CPUs the process runs on (empty = any); the monitor's, as its ``cpus`` says.
+    cpus: list[int] = field(default_factory=list)
     modbus: ModbusTargetConfig = field(default_factory=ModbusTargetConfig)
     opcua: OpcuaTargetConfig = field(default_factory=OpcuaTargetConfig)
 
@@ -307,6 +321,7 @@ class InterlockConfig:
         if self.stop_policy not in ("any", "all"):
             raise ConfigError(f"{key}.stop_policy: must be 'any' or 'all', got {self.stop_policy!r}")
         _priority(f"{key}.realtime_priority", self.realtime_priority)
+        _cpus(f"{key}.cpus", self.cpus)
         self.modbus.check(f"{key}.modbus")
         self.opcua.check(f"{key}.opcua")
 

@@ -6,26 +6,47 @@ at configured priorities (interlock highest), like the systemd units in ``deploy
 block in ``poll`` between messages, so they never hold a core while idle; the kernel's RT
 throttling keeps a runaway from taking the whole machine. Where the process lacks the right
 (no CAP_SYS_NICE), it carries on at normal priority and says so once.
+
+Priority alone does not make a CPU available: a virtual machine's CPU can be taken away by
+its host, and a kernel without full preemption can hold one for milliseconds. Pinned to the
+same CPU (``cpus``), the monitor and the interlock lose it together, and the interlock, which
+sees its own wake-up come late, does not take that lost time for the monitor's silence
+(``interlock/watchdog.py``, rule 1). On separate CPUs a stall of the monitor's alone is
+indistinguishable from a hang, and trips.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import structlog
 
 
-def apply(priority: int, component: str) -> bool:
-    """Switch this process to SCHED_FIFO at ``priority`` (1..99); 0 leaves it alone."""
+def _threads() -> list[int]:
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
+def apply(priority: int, component: str, cpus: Sequence[int] = ()) -> bool:
+    """Pin this process to ``cpus`` (empty: leave it alone) and switch it to SCHED_FIFO at
+    ``priority`` (1..99; 0 leaves it alone). True when the priority was taken."""
     log = structlog.get_logger(component=component)
+    # Every thread of the process, not only the caller: ZeroMQ's I/O thread moves the bytes,
+    # and a context created before this call would otherwise keep its old CPU and priority.
+    tids = _threads()
+    if cpus:
+        try:
+            for tid in tids:
+                os.sched_setaffinity(tid, set(cpus))
+        except (OSError, AttributeError) as e:
+            log.warning("cpu_pinning_denied", cpus=list(cpus), error=str(e))
+        else:
+            log.info("cpu_pinned", cpus=sorted(cpus), threads=len(tids))
     if priority <= 0:
         return False
-    # Every thread of the process, not only the caller: ZeroMQ's I/O thread moves the bytes,
-    # and a context created before this call would otherwise keep it at normal priority.
-    try:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        tids = [0]
     try:
         for tid in tids:
             os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))

@@ -9,6 +9,7 @@ tests share it.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import socket
 import tempfile
@@ -30,6 +31,10 @@ def demo_table(*, bundle: str, target: str = "modbus", deadline_ms: float = 10.0
                duration_s: float = 30.0, reset_token: str = "") -> dict[str, Any]:
     """The demo plant: two rotating machines, one PLC, one stop target."""
     faults = [] if fault is None else [{"kind": fault, "source": fault_source, "at_s": fault_at_s}]
+    # The monitor and the interlock share one CPU (the last one this process may use): a
+    # stall of that CPU then stops both, and the interlock sees its own late wake-up instead
+    # of a silent monitor (tripwire/realtime.py). The sim and any other load go elsewhere.
+    cell_cpus = [max(os.sched_getaffinity(0))]
     return {
         "sources": [
             {"id": 1, "name": "pump-1", "channels": list(DEMO_CHANNELS)},
@@ -41,7 +46,7 @@ def demo_table(*, bundle: str, target: str = "modbus", deadline_ms: float = 10.0
         # monitor's 10 ms teardown held the other core), yet its heavier work (status replies,
         # asyncua) must never preempt the cell. It takes its priority once its servers are up
         # (asyncua's start-up would use up the RT budget).
-        "monitor": {"bundle": bundle, "realtime_priority": 40},
+        "monitor": {"bundle": bundle, "realtime_priority": 40, "cpus": cell_cpus},
         "interlock": {
             "deadline_ms": deadline_ms,
             # D - liveness is what a silent monitor leaves for the wake-up and the stop write
@@ -52,6 +57,7 @@ def demo_table(*, bundle: str, target: str = "modbus", deadline_ms: float = 10.0
             "targets": [target],
             "reset_token": reset_token,
             "realtime_priority": 50,
+            "cpus": cell_cpus,
         },
         "sim": {"seed": seed, "duration_s": duration_s, "faults": faults, "realtime_priority": 30},
     }

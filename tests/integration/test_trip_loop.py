@@ -88,6 +88,26 @@ def test_sigkill_of_monitor_trips_interlock(make_stack: Callable[..., Stack]) ->
     assert plc["permit"] in (0, False)
 
 
+def test_a_stall_of_the_cells_cpu_is_not_taken_for_a_silent_monitor(make_stack: Callable[..., Stack]) -> None:
+    """The monitor and the interlock share a CPU; when it is taken from both (here: both
+    stopped), the interlock sees its own late wake-up and waits for the monitor to beat."""
+    stack = make_stack(fault=None)
+    stack.start_all()
+    interlock, monitor = stack.sup.children["interlock"], stack.sup.children["monitor"]
+    stall_s = 1.5 * stack.cfg.interlock.liveness_ms / 1e3  # past the plain liveness rule
+    for _ in range(5):
+        interlock.signal(signal.SIGSTOP)
+        monitor.signal(signal.SIGSTOP)
+        time.sleep(stall_s)  # the fault itself, not a wait for something
+        interlock.signal(signal.SIGCONT)  # the interlock first: it judges before the monitor runs
+        time.sleep(0.005)
+        monitor.signal(signal.SIGCONT)
+        time.sleep(0.2)
+    st = stack.interlock("status")
+    assert st["state"] == "ARMED" and st["trips"] == [], st
+    assert st["counters"]["self_stalls"] >= 5, st["counters"]
+
+
 def test_sigkill_of_interlock_trips_plc_watchdog(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(fault=None)
     stack.start_all()

@@ -11,6 +11,7 @@ from interlock.watchdog import (
     Limits,
     MonitorWatch,
     Seq,
+    STALL_MIN_NS,
     SeqTracker,
     next_heartbeat,
 )
@@ -68,6 +69,37 @@ def test_liveness_fires_after_silence() -> None:
     assert not w.silent(105 * MS)
     assert w.silent(105 * MS + 1)
     assert not w.fresh(106 * MS)
+
+
+def test_a_stall_of_the_interlock_gives_the_monitor_half_a_liveness_after_it() -> None:
+    w = MonitorWatch(LIMITS)  # liveness 5 ms
+    w.on_heartbeat(hb(1), 100 * MS)
+    assert not w.woke(101 * MS, 101 * MS + STALL_MIN_NS - 1)  # ordinary jitter: no stall
+    assert w.counters.self_stalls == 0
+    assert w.woke(102 * MS, 109 * MS)  # the interlock's CPU was gone for 7 ms
+    assert w.counters.self_stalls == 1
+    assert w.counters.self_stall_max_us == 7000
+    assert w.liveness_expiry_ns() == 109 * MS + 2_500_000
+    assert not w.silent(111 * MS)  # the monitor (same CPU) had no chance to beat yet
+    assert w.silent(112 * MS)  # it had 2.5 ms of CPU back and showed nothing: dead
+    w.on_heartbeat(hb(2), 111 * MS)  # a beat after the stall: back to the plain rule
+    assert w.liveness_expiry_ns() == 116 * MS
+
+
+def test_stalls_never_stretch_silence_past_three_liveness() -> None:
+    w = MonitorWatch(LIMITS)
+    w.on_heartbeat(hb(1), 0)
+    for t in range(2, 40, 2):  # the interlock keeps losing its CPU; the monitor never beats
+        w.woke(t * MS - STALL_MIN_NS, t * MS)
+    assert w.liveness_expiry_ns() == 15 * MS
+    assert w.silent(15 * MS + 1)
+
+
+def test_a_stall_before_the_last_beat_changes_nothing() -> None:
+    w = MonitorWatch(LIMITS)
+    w.woke(0, 10 * MS)
+    w.on_heartbeat(hb(1), 11 * MS)
+    assert w.liveness_expiry_ns() == 16 * MS
 
 
 def test_only_a_changing_heartbeat_refreshes_liveness() -> None:

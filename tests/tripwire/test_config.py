@@ -32,6 +32,8 @@ def test_minimal_config_gets_defaults() -> None:
         ({"sources": [SRC], "sim": {"faults": [{"kind": "bearing", "source": 9, "at_s": 1}]}},
          "sim.faults[0].source"),
         ({"sources": [SRC], "decision": {"k": 6, "n": 5}}, "decision.k"),
+        ({"sources": [SRC], "monitor": {"cpus": [1, 1]}}, "monitor.cpus"),
+        ({"sources": [SRC], "interlock": {"cpus": [-1]}}, "interlock.cpus"),
         ({}, "sources"),
     ],
 )
