@@ -3,7 +3,7 @@
 ``serve(cfg, stop)`` opens the journal and the stop targets, connects a SUB socket to the
 monitor's output (``bus.monitor_out``), binds a REP socket for commands
 (``bus.interlock_cmd``) and runs one thread: poll (timeout from the controller's next
-deadline, at most ``MAX_WAIT_MS``; a wake-up that comes late is the watchdog's evidence of a
+deadline, at most ``MAX_WAIT_NS``; a wake-up that comes late is the watchdog's evidence of a
 stall of this process' CPU), answer at most one command, drain monitor messages (each stamped with the
 monotonic clock on receipt), tick. Any unexpected exception in an iteration goes to
 ``Interlock.fail_safe`` (latch, stop, journal) and the loop keeps running.
@@ -16,7 +16,7 @@ It must not hold any behaviour of its own: that lives in ``controller.Interlock`
 from __future__ import annotations
 
 import gc
-import math
+import select
 import signal
 import sys
 import threading
@@ -42,7 +42,7 @@ from tripwire.messages import DecodeError, Link, decode_command, encode_reply
 MAX_DRAIN = 256  # monitor messages handled per wake-up before ticking
 # The loop wakes at least this often, so that a stop request is seen promptly and a stall of
 # its own CPU shows as a late wake-up (watchdog rule 1) to within this, not within a liveness.
-MAX_WAIT_MS = 1
+MAX_WAIT_NS = 1_000_000
 SUB_HWM = 10_000
 GIL_SWITCH_S = 0.0005
 MS = 1_000_000
@@ -125,23 +125,40 @@ class _StallLog:
             self.next_line_ns = now_ns + 1_000 * MS
 
 
+def _wait(sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], fds: list[int],
+          timeout_ns: int) -> tuple[bool, bool]:
+    """(monitor input, a command) once either is readable or ``timeout_ns`` has passed.
+
+    ``zmq_poll`` counts whole milliseconds, which made a silent monitor's trip up to 1 ms
+    late; select() on the sockets' descriptors sleeps to the microsecond. Those descriptors
+    signal edges, so ZMQ_EVENTS is read first: the edge may have come while the loop was
+    busy."""
+    monitor_in, command_in = _readable(sub), _readable(rep)
+    if monitor_in or command_in or timeout_ns <= 0:
+        return monitor_in, command_in
+    select.select(fds, [], [], timeout_ns / 1e9)
+    return _readable(sub), _readable(rep)
+
+
+def _readable(sock: zmq.Socket[bytes]) -> bool:
+    return bool(int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
+
+
 def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: threading.Event) -> str:
     clock, cpu_clock = time.monotonic_ns, time.thread_time_ns
     stalls = _StallLog(il)
-    poller = zmq.Poller()
-    poller.register(sub, zmq.POLLIN)
-    poller.register(rep, zmq.POLLIN)
+    fds = [int(sub.getsockopt(zmq.FD)), int(rep.getsockopt(zmq.FD))]
     while not stop.is_set():
         try:
             now = clock()
-            wait_ms = min(MAX_WAIT_MS, max(0, math.ceil((il.next_wakeup_ns(now) - now) / 1e6)))
-            ready = dict(poller.poll(wait_ms))
+            wait_ns = min(MAX_WAIT_NS, max(0, il.next_wakeup_ns(now) - now))
+            _, command_in = _wait(sub, rep, fds, wait_ns)  # the drain below always looks
             woke, cpu_woke = clock(), cpu_clock()
-            stalls.note(now + wait_ms * MS, woke)  # a poll that returned late
+            stalls.note(now + wait_ns, woke)  # a wait that returned late
             # Commands first: one may block on PLC requests and a journal commit, and the
             # monitor messages that arrive meanwhile must be drained before the liveness
             # check in tick(), or a busy interlock would take the monitor for silent.
-            if rep in ready:
+            if command_in:
                 try:
                     parts = rep.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
