@@ -119,11 +119,17 @@ def _code_digest(modules: list[ModuleType]) -> str:
     return h.hexdigest()
 
 
+def _running(load: BenchLoad) -> BenchLoad:
+    """The model is the running plant's: it never learns a still machine as normal (that is
+    what the idle rule is for), so idle machines change neither the bundle nor its key."""
+    return replace(load, idle=0)
+
+
 def bundle_path(load: BenchLoad, seed: int, cache_dir: Path) -> Path:
     """Where the bundle for this load and seed is cached (a name that changes with the code)."""
     key = {
         "recipe": RECIPE_VERSION,
-        "load": asdict(load),
+        "load": asdict(_running(load)),
         "seed": seed,
         "tier_config": asdict(tier_bundle.MONITOR_TIER_CONFIG),
         "code": _code_digest([signals, features, bands, tiers, tiers_train, tier_bundle,
@@ -135,6 +141,7 @@ def bundle_path(load: BenchLoad, seed: int, cache_dir: Path) -> Path:
 
 def ensure_bundle(load: BenchLoad, seed: int, cache_dir: Path) -> Path:
     """The cached bench bundle, verified; trained (again) when absent or refused."""
+    load = _running(load)
     path = bundle_path(load, seed, cache_dir)
     if path.exists():
         try:

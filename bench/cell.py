@@ -44,7 +44,7 @@ from bench.errors import BenchSetupError
 from bench.feeder import Feeder, FeedPlan, source_name
 from bench.plc_host import PlcProcess
 from bench.schedule import FaultWindow
-from bench.signals import BenchLoad
+from bench.signals import IDLE_RMS_BELOW, BenchLoad
 from tripwire import config
 from tripwire.control import ControlTimeout, command
 from tripwire.stack import demo_table
@@ -88,6 +88,10 @@ def cell_table(plan: CellPlan, endpoints: dict[str, str], plc_port: int) -> dict
         "interlock": {**il, "cpus": [], "journal": str(plan.run_dir / "journal.sqlite"),
                       "modbus": {"port": plc_port}},
         "log": {"format": "json", "level": "info"},
+        # With still machines, the monitor reads which ones from their first channel's level
+        # and skips the model for their windows (monitor.idle_skip).
+        **({"decision": {"idle_channel": load.channel_names()[0],
+                         "idle_rms_below": IDLE_RMS_BELOW}} if load.idle else {}),
     }
 
 

@@ -103,7 +103,7 @@ def plan_trips(load: BenchLoad, trips: int, start_s: float, seconds: float, seed
     for i in range(trips):
         begin = start_s + i * slot
         on = begin + rng.uniform(0.05, 0.25) * slot
-        machine = rng.randrange(load.machines)
+        machine = rng.randrange(load.running)  # a still machine has no fault to show
         channel = rng.randrange(load.channels)
         out.append(FaultWindow(machine, make_fault(channel), round(on, 4),
                                round(on + length, 4)))

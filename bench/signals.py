@@ -39,6 +39,8 @@ FAULT_KINDS = (BEARING, RMS_STEP)
 DEFAULT_LOOP_FRAMES = 64
 BANK_BUDGET_BYTES = 64 << 20  # the loop shrinks (never below two windows) to stay within this
 IMPULSE_DECAY_S = 0.4e-3  # a bearing impulse rings down with this time constant
+IDLE_NOISE = 0.02  # a still machine's signal, as a fraction of a running one's broadband noise
+IDLE_RMS_BELOW = 0.05  # the idle rule's threshold: running ch00 >= 0.15 RMS, still <= 0.012
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +56,17 @@ class BenchLoad:
     # Every machine's DAQ frames at the same instants (one shared clock: the worst burst), or,
     # by default, each on its own free-running clock: a seeded phase within the frame period.
     aligned: bool = False
+    # The last ``idle`` machines stand still: their sensors send noise only, the plant context
+    # the monitor's idle rule (decision.idle_channel) reads from the signal itself.
+    idle: int = 0
 
     def __post_init__(self) -> None:
         for name in ("machines", "channels", "frame_samples", "window", "hop"):
             if getattr(self, name) <= 0:
                 raise BenchConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.idle < self.machines:
+            raise BenchConfigError(f"idle: 0..{self.machines - 1} machines (one must run), "
+                                   f"got {self.idle}")
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
             raise BenchConfigError(f"rate_hz: must be > 0, got {self.rate_hz}")
         if self.window % self.hop:
@@ -67,6 +75,11 @@ class BenchLoad:
     @property
     def samples_per_s(self) -> float:
         return self.machines * self.channels * self.rate_hz
+
+    @property
+    def running(self) -> int:
+        """Machines that turn (faults are injected into these only)."""
+        return self.machines - self.idle
 
     @property
     def frames_per_s(self) -> float:
@@ -92,7 +105,7 @@ class BenchLoad:
         """The load as command-line options of the bench's child processes (``add_arguments``)."""
         return ["--machines", str(self.machines), "--channels", str(self.channels),
                 "--rate", repr(self.rate_hz), "--frame-samples", str(self.frame_samples),
-                "--window", str(self.window), "--hop", str(self.hop)] + \
+                "--window", str(self.window), "--hop", str(self.hop), "--idle", str(self.idle)] + \
             (["--aligned"] if self.aligned else [])
 
     @staticmethod
@@ -106,11 +119,12 @@ class BenchLoad:
         p.add_argument("--hop", type=int, default=d.hop)
         p.add_argument("--aligned", action="store_true",
                        help="every machine's frames at the same instants (default: own clocks)")
+        p.add_argument("--idle", type=int, default=d.idle)
 
     @staticmethod
     def from_arguments(a: argparse.Namespace) -> BenchLoad:
         return BenchLoad(a.machines, a.channels, a.rate, a.frame_samples, a.window, a.hop,
-                         a.aligned)
+                         a.aligned, a.idle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +208,8 @@ class SignalBank:
         tones = [(shaft_hz * h, rng.uniform(0.2, 1.0, c) / h) for h in (1, 2, 3)]
         tones.append((shaft_hz * int(rng.integers(8, 17)), rng.uniform(0.1, 0.4, c)))
         sig = rng.standard_normal((c, self._t_s.size)) * (0.3 * gain[:, None])
+        if machine >= load.running:  # standing still: what is left is the sensors' own noise
+            return sig * IDLE_NOISE
         for f_hz, amp in tones:
             f = self._snap(f_hz)
             if f >= 0.45 * load.rate_hz:

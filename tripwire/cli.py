@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--skip-baselines", action="store_true", help="no numpy, River or plain baselines")
     b.add_argument("--aligned", action="store_true",
                    help="every machine's frames at the same instants (default: each DAQ on its own clock)")
+    b.add_argument("--idle", type=int, default=0,
+                   help="this many machines stand still (their windows skip the model: the idle short-cut)")
 
     c = sub.add_parser("check-config", help="validate a config file without starting anything")
     c.add_argument("path", type=Path)
@@ -261,7 +263,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     try:
         load = BenchLoad(machines=args.machines, channels=args.channels, rate_hz=args.rate,
-                         aligned=args.aligned)
+                         aligned=args.aligned, idle=args.idle)
         opts = BenchOptions(load, seconds=args.seconds, deadline_ms=args.deadline_ms,
                             trips=args.trips, seed=args.seed, work_dir=args.work_dir,
                             cache_dir=_cache_dir(), skip_baselines=args.skip_baselines,

@@ -52,7 +52,25 @@ def test_short_run_trips_and_reports(tmp_path: Path, cache: Path,
     assert "tripwire bench" in capsys.readouterr().out  # the table
 
 
+@pytest.mark.timeout(180)
+def test_still_machines_skip_the_model_and_running_ones_still_trip(tmp_path: Path, cache: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out.json"
+    code = main(["bench", "--machines", "3", "--idle", "1", "--channels", "4", "--rate", "6400",
+                 "--seconds", "3", "--trips", "2", "--skip-baselines", "--json", str(out)])
+    assert code == 0, capsys.readouterr().err
+    rep = json.loads(out.read_text())
+    assert rep["load"]["idle"] == 1
+    mon = rep["monitor"]
+    # One machine in three stands still: about a third of the windows never reach the model.
+    assert 0.2 < mon["idle_skipped"] / mon["verdicts"] < 0.45, mon
+    assert mon["model_rows"] + mon["idle_skipped"] >= mon["verdicts"] - 3 * 2  # rows in flight
+    assert rep["trips"]["injected"] == 2 and rep["trips"]["caught"] == 2
+    assert rep["false_trips"] == 0
+
+
 @pytest.mark.parametrize("args", [
+    ["--machines", "2", "--idle", "2"],
     ["--machines", "0"],
     ["--channels", "-1"],
     ["--rate", "0"],

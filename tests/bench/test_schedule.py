@@ -60,3 +60,9 @@ def test_trips_are_caught_repeated_or_false() -> None:
     assert m.caught == {0: records[0]}
     assert m.repeats == [records[1]]
     assert m.false == records[2:]
+
+
+def test_faults_go_to_running_machines_only() -> None:
+    load = BenchLoad(machines=4, channels=8, rate_hz=6400.0, idle=3)
+    plan = plan_trips(load, 20, 0.0, 40.0, seed=3, make_fault=lambda ch: Fault(channel=ch))
+    assert {w.machine for w in plan} == {0}

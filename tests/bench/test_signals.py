@@ -115,3 +115,21 @@ def test_a_fault_window_ends_at_its_sample() -> None:
     assert np.array_equal(bank.frame(0, 5), healthy.frame(0, 5))
     with pytest.raises(BenchConfigError):
         bank.inject(0, Fault(), 1.0, until_s=0.5)
+
+
+def test_idle_machines_stand_still_below_the_idle_rule_and_the_others_run_above_it() -> None:
+    from dataclasses import replace
+
+    from bench.signals import IDLE_RMS_BELOW
+
+    load = replace(SMALL, machines=4, idle=2)
+    bank = SignalBank(load, seed=3)
+    assert load.running == 2
+    for m in range(4):
+        rms0 = float(bank.channel_rms(m)[0])
+        assert (rms0 < IDLE_RMS_BELOW) == (m >= load.running), (m, rms0)
+    # The running machines are the same as in a plant without still machines.
+    assert np.array_equal(bank.block(1, 0, 4), SignalBank(replace(load, idle=0), seed=3).block(1, 0, 4))
+    for bad in (-1, 4):
+        with pytest.raises(BenchConfigError, match="idle"):
+            replace(load, idle=bad)
