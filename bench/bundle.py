@@ -53,7 +53,7 @@ from bench.signals import BEARING, BenchLoad, Fault, SignalBank
 from models import calibrate, tier_bundle, tiers, tiers_train
 from models.bundle import DEV_KEY, load_bundle, write_tiered_bundle
 from models.errors import BundleError, ModelError
-from models.manifest import CONTRIB_NAME, INPUT_NAME, SCORE_NAME, canonical_json
+from models.manifest import canonical_json
 from monitor import bands, features
 from monitor.features import STATS, offline_features
 
@@ -203,19 +203,12 @@ def build_bundle(load: BenchLoad, seed: int, out_dir: Path) -> Path:
     n = spec.n_features
     entries = {name: {**_tier_entry(g, n, normal, faulty), "params": models[name].n_params,
                       "quantized": models[name].quantized} for name, g in graphs.items()}
-    manifest = {
-        "kind": "tiers",
-        "feature_spec": spec.to_dict(),
-        "inputs": {INPUT_NAME: [None, n]},
-        "outputs": {SCORE_NAME: [None], CONTRIB_NAME: [None, n]},
-        "training": {
-            "data_sha256": hashlib.sha256(normal.tobytes()).hexdigest(), "seed": seed,
-            "seconds": normal.shape[0] * load.hop / load.rate_hz,
-            "generator": "bench.signals.SignalBank", "load": asdict(load),
-            "tier_config": asdict(cfg), "allowance": dict(ALLOWANCE), "fault_size": FAULT_SIZE,
-        },
-        "metrics": {"n_train": int(normal.shape[0]), "n_fault_rows": int(faulty.shape[0])},
-    }
+    manifest = tier_bundle.tiers_manifest(spec, training={
+        "data_sha256": hashlib.sha256(normal.tobytes()).hexdigest(), "seed": seed,
+        "seconds": normal.shape[0] * load.hop / load.rate_hz,
+        "generator": "bench.signals.SignalBank", "load": asdict(load),
+        "tier_config": asdict(cfg), "allowance": dict(ALLOWANCE), "fault_size": FAULT_SIZE,
+    }, metrics={"n_train": int(normal.shape[0]), "n_fault_rows": int(faulty.shape[0])})
     return write_tiered_bundle(out_dir, graphs, entries, manifest, DEFAULT_TIER, DEV_KEY)
 
 

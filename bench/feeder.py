@@ -46,6 +46,7 @@ from bench.errors import BenchConfigError, BenchSetupError
 from bench.schedule import FaultWindow, schedule_from_json, schedule_to_json
 from bench.signals import FAULT_KINDS, BenchLoad, Fault, SignalBank
 from tripwire.messages import FrameLinks, Link, encode_frame_header
+from tripwire.supervisor import end_process
 
 SOCKETS = ("push", "pub")
 SEND_TIMEOUT_MS = 100  # a blocked send wakes this often to look at ``stop``
@@ -203,13 +204,7 @@ class Feeder:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(STOP_TIMEOUT_S)
+        end_process(proc, STOP_TIMEOUT_S)
         if proc.stderr is not None:
             proc.stderr.close()
 

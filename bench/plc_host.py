@@ -41,6 +41,7 @@ from sim.plc_modbus import ModbusPlc
 from sim.plc_runtime import PlcRuntime
 from tripwire.config import FaultConfig, ModbusTargetConfig
 from tripwire.control import ControlTimeout, sim_request
+from tripwire.supervisor import end_process
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
@@ -187,12 +188,7 @@ class PlcProcess:
             try:
                 proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                proc.terminate()
-                try:
-                    proc.wait(STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(STOP_TIMEOUT_S)
+                end_process(proc, STOP_TIMEOUT_S)
         if self._ctx is not None:
             self._ctx.destroy(linger=0)
             self._ctx = None

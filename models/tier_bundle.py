@@ -92,6 +92,20 @@ def _tier_entry(
     return {"threshold": cal.threshold, "calibration": cal.to_dict(), "metrics": metrics}, cal_scores
 
 
+def tiers_manifest(spec: FeatureSpec, *, training: dict[str, Any],
+                   metrics: dict[str, Any]) -> dict[str, Any]:
+    """A tiered bundle's manifest: the model's interface for ``spec``, and what it came from."""
+    n = spec.n_features
+    return {
+        "kind": "tiers",
+        "feature_spec": spec.to_dict(),
+        "inputs": {INPUT_NAME: [None, n]},
+        "outputs": {SCORE_NAME: [None], CONTRIB_NAME: [None, n]},
+        "training": training,
+        "metrics": metrics,
+    }
+
+
 def train_tier_bundle(
     train: F32, val: F32, calib: F32, data_sha256: str, spec: FeatureSpec, out_dir: Path, *,
     data_seconds: float, seed: int = 0, key: bytes = DEV_KEY, target_far: float = calibrate.DEFAULT_TARGET_FAR,
@@ -134,23 +148,15 @@ def train_tier_bundle(
                                             target_far, margin)
         teacher_scores = scores if name == "teacher" else teacher_scores
     note("calibrate", 1.0)
-    n = spec.n_features
-    manifest = {
-        "kind": "tiers",
-        "feature_spec": spec.to_dict(),
-        "inputs": {INPUT_NAME: [None, n]},
-        "outputs": {SCORE_NAME: [None], CONTRIB_NAME: [None, n]},
-        "training": {
-            "data_sha256": data_sha256, "seed": seed, "seconds": float(data_seconds),
-            "tier_config": dataclasses.asdict(cfg), "max_train_rows": max_train_rows,
-            "graph_optimization": "ORT_ENABLE_ALL when a session is built",
-            **(training_info or {}),
-        },
-        "metrics": {
-            "n_train": len(train), "n_fit": len(fit_rows), "n_val": len(val),
-            "n_calib": len(calib), "train_seconds": round(train_s, 3),
-        },
-    }
+    manifest = tiers_manifest(spec, training={
+        "data_sha256": data_sha256, "seed": seed, "seconds": float(data_seconds),
+        "tier_config": dataclasses.asdict(cfg), "max_train_rows": max_train_rows,
+        "graph_optimization": "ORT_ENABLE_ALL when a session is built",
+        **(training_info or {}),
+    }, metrics={
+        "n_train": len(train), "n_fit": len(fit_rows), "n_val": len(val),
+        "n_calib": len(calib), "train_seconds": round(train_s, 3),
+    })
     path = write_tiered_bundle(out_dir, graphs, entries, manifest, default_tier, key)
     note("write", 1.0)
     return path

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @dataclass
@@ -43,6 +43,16 @@ class Child:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def end_process(proc: subprocess.Popen[Any], timeout_s: float) -> int:
+    """SIGTERM, wait up to ``timeout_s``, then SIGKILL what is left; the exit code."""
+    proc.terminate()  # nothing when it has already exited
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=timeout_s)
+
+
 @dataclass
 class Supervisor:
     log_dir: Path
@@ -65,12 +75,7 @@ class Supervisor:
         child = self.children.get(name)
         if child is None:
             return None
-        child.signal(signal.SIGTERM)
-        try:
-            code = child.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            child.signal(signal.SIGKILL)
-            code = child.proc.wait(timeout=timeout_s)
+        code = end_process(child.proc, timeout_s)
         child.log.close()
         return code
 

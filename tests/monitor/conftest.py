@@ -8,8 +8,10 @@ models.bundle, so the monitor loads it exactly as it loads a trained one.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -111,3 +113,20 @@ def tiered_bundle(tmp_path_factory: pytest.TempPathFactory) -> TieredBundle:
     path = write_tiered_bundle(tmp_path_factory.mktemp("tiered") / "tiers", graphs, tiers,
                                manifest, "int8")
     return TieredBundle(path, thresholds)
+
+
+class SwitchedScorer:
+    """A real scorer with a switch: while ``failing`` is set, every call raises."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.model_id, self.n_features = inner, inner.model_id, inner.n_features
+        self.failing = threading.Event()
+
+    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.failing.is_set():
+            raise RuntimeError("injected inference failure")
+        result: tuple[np.ndarray, np.ndarray] = self.inner.score(x)
+        return result
+
+    def warm(self, max_batch: int) -> None:
+        self.inner.warm(max_batch)

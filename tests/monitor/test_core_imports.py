@@ -1,29 +1,16 @@
-"""The monitor's new core modules import no shell library (STYLE.md: functional core)."""
+"""The monitor's batching and governor core modules import no shell library and read no
+clock (STYLE.md: functional core); the shared check is tests/tripwire/test_core_imports.py."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = {"zmq", "pymodbus", "asyncua", "onnxruntime", "onnx", "asyncio", "structlog", "torch",
-             "time", "threading"}
+from tests.tripwire.test_core_imports import FORBIDDEN, ROOT, _imports
+
 CORE = ["monitor/batching.py", "monitor/governor.py", "monitor/batch.py", "monitor/figures.py"]
-
-
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
 
 
 @pytest.mark.parametrize("module", CORE)
 def test_core_module_imports_no_shell_library_and_no_clock(module: str) -> None:
-    bad = _imports(ROOT / module) & FORBIDDEN
+    bad = _imports(ROOT / module) & (FORBIDDEN | {"time", "threading"})
     assert not bad, f"{module} imports {sorted(bad)}"

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from models.bundle import load_bundle
 from monitor.service import run, serve
-from tests.monitor.conftest import TinyBundle
+from tests.monitor.conftest import SwitchedScorer, TinyBundle
 from tests.monitor.rig import (
     FRAME,
     RATE,
@@ -127,23 +127,6 @@ def test_status_reply_carries_latency_in_us_and_the_batch_figures(tiny_bundle: T
     assert stopped["latency_ms"]["batch_wait"]["count"] == reply["model_rows"]
 
 
-class _SwitchedScorer:
-    """The bundle's real scorer, with a switch that makes every call fail."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.model_id, self.n_features = inner, inner.model_id, inner.n_features
-        self.failing = threading.Event()
-
-    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.failing.is_set():
-            raise RuntimeError("injected inference failure")
-        result: tuple[np.ndarray, np.ndarray] = self.inner.score(x)
-        return result
-
-    def warm(self, max_batch: int) -> None:
-        self.inner.warm(max_batch)
-
-
 def test_a_bundle_without_tiers_keeps_tier_zero_and_refuses_a_pinned_tier(
         tiny_bundle: TinyBundle, ipc_dir: Path) -> None:
     table = monitor_table(ipc_dir, tiny_bundle.path, bundle_tier="student")
@@ -162,7 +145,7 @@ def test_inference_failure_fans_out_to_every_row_of_the_batch(tiny_bundle: TinyB
                           "verdict_budget_ms": 4000.0}
     cfg = config.from_dict(table)
     bundle = load_bundle(tiny_bundle.path)
-    scorer = _SwitchedScorer(bundle.scorer(providers="cpu"))
+    scorer = SwitchedScorer(bundle.scorer(providers="cpu"))
     frames = {1: _frames(44, fault=False), 2: _frames(45, fault=False)}
     last = SPEC.blocks + 2
     with capture_logs() as logs:
@@ -186,7 +169,7 @@ def test_inference_failure_fans_out_to_every_row_of_the_batch(tiny_bundle: TinyB
     assert stopped["inference_errors"] == stopped["batches"] < 8
 
 
-class _Slow(_SwitchedScorer):
+class _Slow(SwitchedScorer):
     """Every model call takes ``delay_s`` longer, from warm-up on (a heavy model); while
     ``failing`` (here: stalled) is set, ``STALL_S`` longer still (a hung call)."""
 

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from models.bundle import load_bundle
 from monitor.errors import BundleRefused
 from monitor.service import check_spec, run, serve
-from tests.monitor.conftest import TinyBundle
+from tests.monitor.conftest import SwitchedScorer, TinyBundle
 from tests.monitor.rig import FRAME, RATE, SPEC, Rig, monitor_table, plant_signal, start_in_thread
 from tripwire import config, messages
 from tripwire.messages import HeartbeatFlag, Level, VerdictFlag
@@ -197,28 +197,11 @@ def test_monitor_scores_flags_rejects_and_trips(tiny_bundle: TinyBundle, ipc_dir
         assert stopped["latency_ms"][stage]["count"] > 0, stage
 
 
-class _FlakyScorer:
-    """The bundle's real scorer, with a switch that makes inference fail."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.model_id, self.n_features = inner, inner.model_id, inner.n_features
-        self.failing = threading.Event()
-
-    def score(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.failing.is_set():
-            raise RuntimeError("injected inference failure")
-        result: tuple[np.ndarray, np.ndarray] = self.inner.score(x)
-        return result
-
-    def warm(self, max_batch: int) -> None:
-        self.inner.warm(max_batch)
-
-
 def test_inference_errors_flag_verdicts_and_the_monitor_recovers(tiny_bundle: TinyBundle,
                                                                  ipc_dir: Path) -> None:
     cfg = config.from_dict(monitor_table(ipc_dir, tiny_bundle.path))
     bundle = load_bundle(tiny_bundle.path)
-    scorer = _FlakyScorer(bundle.scorer(providers="cpu"))
+    scorer = SwitchedScorer(bundle.scorer(providers="cpu"))
     frames = _frames(21, 30)
     with capture_logs() as logs:
         running = start_in_thread(lambda stop: run(cfg, scorer, SPEC, bundle.threshold, stop))
