@@ -125,19 +125,17 @@ class _StallLog:
             self.next_line_ns = now_ns + 1_000 * MS
 
 
-def _wait(sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], fds: list[int],
-          timeout_ns: int) -> tuple[bool, bool]:
-    """(monitor input, a command) once either is readable or ``timeout_ns`` has passed.
+def _wait(sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], fds: list[int], timeout_ns: int) -> bool:
+    """Until monitor input or a command is readable, or ``timeout_ns`` has passed; whether a
+    command waits (monitor input is drained every iteration anyway).
 
     ``zmq_poll`` counts whole milliseconds, which made a silent monitor's trip up to 1 ms
     late; select() on the sockets' descriptors sleeps to the microsecond. Those descriptors
     signal edges, so ZMQ_EVENTS is read first: the edge may have come while the loop was
     busy."""
-    monitor_in, command_in = _readable(sub), _readable(rep)
-    if monitor_in or command_in or timeout_ns <= 0:
-        return monitor_in, command_in
-    select.select(fds, [], [], timeout_ns / 1e9)
-    return _readable(sub), _readable(rep)
+    if timeout_ns > 0 and not (_readable(sub) or _readable(rep)):
+        select.select(fds, [], [], timeout_ns / 1e9)
+    return _readable(rep)
 
 
 def _readable(sock: zmq.Socket[bytes]) -> bool:
@@ -152,7 +150,7 @@ def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: t
         try:
             now = clock()
             wait_ns = min(MAX_WAIT_NS, max(0, il.next_wakeup_ns(now) - now))
-            _, command_in = _wait(sub, rep, fds, wait_ns)  # the drain below always looks
+            command_in = _wait(sub, rep, fds, wait_ns)
             woke, cpu_woke = clock(), cpu_clock()
             stalls.note(now + wait_ns, woke)  # a wait that returned late
             # Commands first: one may block on PLC requests and a journal commit, and the

@@ -294,7 +294,7 @@ class MonitorLoop:
             src.pending = VerdictFlag.GAP
         made = src.features.push(frame.samples)
         if made:
-            if not out.frozen:  # usable input is input that makes windows worth scoring
+            if not src.frozen:  # usable input is input that makes windows worth scoring
                 self._verdicts.decider.input_good(frame.source_id, t1)
             t_ready = time.monotonic_ns()
             self.counts["idle_skipped"] += self._batches.filling.append(
