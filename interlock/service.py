@@ -39,7 +39,7 @@ from interlock.sink import StopSink
 from tripwire.config import Config, InterlockConfig
 from tripwire.messages import DecodeError, Link, decode_command, encode_reply
 
-MAX_DRAIN = 256  # monitor messages handled per wake-up before ticking
+MAX_DRAIN = 256  # monitor message parts (verdicts, heartbeats) handled per wake-up before ticking
 # The loop wakes at least this often, so that a stop request is seen promptly and a stall of
 # its own CPU shows as a late wake-up (watchdog rule 1) to within this, not within a liveness.
 MAX_WAIT_NS = 1_000_000

@@ -374,6 +374,11 @@ class WindowFeatures:
         """Feature rows computed and not yet popped."""
         return int(self._state[3])
 
+    @property
+    def pending(self) -> int:
+        """Samples pushed since the last window was made (fewer than a hop)."""
+        return int(self._state[0])
+
     def push(self, samples: npt.NDArray[Any]) -> int:
         """Add samples (channels, n), any n; returns how many new windows became ready."""
         x = np.ascontiguousarray(samples, dtype=np.float32)

@@ -19,9 +19,10 @@ from tripwire.latency import Histogram
 # Per-stage histograms (ns): receive (t_pub -> received), validate, features, batch_wait (row
 # ready -> its batch closed), inference (the model call), handoff (scored in the inference
 # thread -> taken back by the loop; pipeline only), decision, total (t_acq -> verdict sent),
+# service (its frame received -> verdict sent: the monitor's own share, per window),
 # heartbeat_gap (between heartbeats: what the interlock's liveness rule watches).
 STAGES = ("receive", "validate", "features", "batch_wait", "inference", "handoff", "decision",
-          "total", "heartbeat_gap")
+          "total", "service", "heartbeat_gap")
 
 
 def reject_counts(counts: Counter[str], validated: Counter[str]) -> Counter[str]:

@@ -42,6 +42,7 @@ import select
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -75,6 +76,7 @@ class _Source:
     cfg: SourceConfig
     features: WindowFeatures
     period_ns: int  # one hop of samples: the cadence of this source's verdicts
+    sample_ns: float  # one sample
     last_accepted_ns: int
     pending: VerdictFlag = VerdictFlag.NONE  # carried to the next window (GAP after a reset)
     frozen: bool = False  # the last accepted frame had a constant channel
@@ -120,7 +122,8 @@ class MonitorLoop:
             cfg.decision, threshold=tiers.tiers[tiers.start].threshold, channels=spec.channels,
             per_channel=spec.per_channel, source_ids=[s.id for s in cfg.sources], start_ns=0)
         self._sources = {
-            s.id: _Source(s, WindowFeatures(spec), int(spec.hop / s.sample_rate_hz * 1e9), 0)
+            s.id: _Source(s, WindowFeatures(spec), int(spec.hop / s.sample_rate_hz * 1e9),
+                          1e9 / s.sample_rate_hz, 0)
             for s in cfg.sources
         }
         self.counts: Counter[str] = Counter()  # received, accepted, verdicts, levels, errors
@@ -297,15 +300,19 @@ class MonitorLoop:
             if not src.frozen:  # usable input is input that makes windows worth scoring
                 self._verdicts.decider.input_good(frame.source_id, t1)
             t_ready = time.monotonic_ns()
+            # A window's age counts from its own last sample: the newest window ended
+            # ``pending`` samples before the frame's last, each earlier one a hop before that.
+            t_acq = frame.t_acq_ns + offset_ns - int(src.features.pending * src.sample_ns)
             self.counts["idle_skipped"] += self._batches.filling.append(
-                src.features, frame.source_id, frame.seq, frame.t_acq_ns + offset_ns, t_ready,
-                int(out.flags | src.pending), int(out.flags))
+                src.features, frame.source_id, frame.seq, t_acq, t_ready,
+                int(out.flags | src.pending), int(out.flags), src.period_ns, t_recv)
             src.pending = VerdictFlag.NONE
         self.latency["features"].record(time.monotonic_ns() - t1)
 
-    def _send(self, data: bytes) -> None:
-        if self._pub is not None:
-            self._pub.send(data, zmq.NOBLOCK)  # PUB drops at the high-water mark, never blocks
+    def _send(self, parts: Sequence[bytes]) -> None:
+        """One message of one or more parts (a heartbeat; a batch's verdicts)."""
+        if self._pub is not None:  # PUB drops at the high-water mark, never blocks
+            self._pub.send_multipart(parts, zmq.NOBLOCK)
 
     def _tick(self, now: int) -> None:
         """Heartbeat, then TRIP verdicts for sources whose input stayed bad too long."""
@@ -328,7 +335,7 @@ class MonitorLoop:
         hb = Heartbeat(self._cfg.monitor.monitor_id, self._hb_counter, t_hb,
                        self.counts["received"], self._validator.counts["accepted"],
                        self.rejected_total(), current.index, flags)
-        self._send(messages.encode_heartbeat(hb, self._link))
+        self._send((messages.encode_heartbeat(hb, self._link),))
         probe = self._probe.mark()
         if self._last_hb_ns:  # the interlock's liveness rule watches exactly this gap
             gap = t_hb - self._last_hb_ns

@@ -8,6 +8,11 @@ published with a NaN score and the IDLE flag; when the model call failed, every 
 the batch is published with a NaN score and INFERENCE_ERROR (TRIP only if its input trip
 holds). ``input_trips`` publishes the heartbeat tick's TRIP verdicts for sources whose input
 stayed bad. Each published batch verdict's age goes to the tier governor.
+
+A batch's verdicts leave as one multipart message, a verdict per part, each part whole on
+its own (messages.py): one message per batch instead of one per window, so the interlock
+and its ZeroMQ I/O thread wake once per batch. A subscriber that reads part by part with
+``recv()`` sees the same verdicts, in the same order, as before.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +38,7 @@ _NO_SCORE = Decision(Level.OK, False, 0, False)
 
 class VerdictStage:
     def __init__(self, tiers: TierSet, decider: Decider, governor: Governor, link: Link,
-                 late_ns: int, send: Callable[[bytes], None], counts: Counter[str],
+                 late_ns: int, send: Callable[[Sequence[bytes]], None], counts: Counter[str],
                  latency: dict[str, Histogram], log: Any, n_features: int) -> None:
         self._tiers = tiers
         self.decider = decider
@@ -78,9 +83,15 @@ class VerdictStage:
                 d = decide(sid, score, b.contrib[slot], t1, features=b.x[slot], threshold=thr)
                 decided.append((d, score, (flags | VerdictFlag.IDLE) if d.idle else flags))
         self._latency["decision"].record(time.monotonic_ns() - t1)
-        observe = self._governor.observe
+        observe, verdict = self._governor.observe, self._verdict
+        recvs, service = b.t_recv_ns[:n].tolist(), self._latency["service"]
+        parts: list[bytes] = []
         for i, (d, score, flags) in enumerate(decided):
-            observe(self.publish(sources[i], seqs[i], acqs[i], score, d, flags, tier))
+            data, age = verdict(sources[i], seqs[i], acqs[i], score, d, flags, tier)
+            parts.append(data)
+            observe(age)
+            service.record(acqs[i] + age - recvs[i])  # frame received -> verdict sent
+        self._send(parts)
 
     def input_trips(self, now: int, source_id: int, silent: bool, frozen: bool, seq: int,
                     tier: Tier) -> bool:
@@ -103,7 +114,14 @@ class VerdictStage:
 
     def publish(self, source_id: int, seq: int, t_acq_ns: int, score: float, d: Decision,
                 flags: VerdictFlag, tier: Tier) -> int:
-        """Send one verdict; returns its age (t_verdict - t_acq)."""
+        """Send one verdict on its own; returns its age (t_verdict - t_acq)."""
+        data, age = self._verdict(source_id, seq, t_acq_ns, score, d, flags, tier)
+        self._send((data,))
+        return age
+
+    def _verdict(self, source_id: int, seq: int, t_acq_ns: int, score: float, d: Decision,
+                 flags: VerdictFlag, tier: Tier) -> tuple[bytes, int]:
+        """One verdict encoded and counted, and its age (t_verdict - t_acq)."""
         self._verdict_seq = (self._verdict_seq + 1) % messages.COUNTER_MODULUS
         if tier.degraded:  # a scorer that fell back from its provider runs, but says so
             flags |= VerdictFlag.DEGRADED_MODEL
@@ -112,9 +130,8 @@ class VerdictStage:
             flags |= VerdictFlag.LATE
         v = Verdict(source_id, seq, self._verdict_seq, t_acq_ns, t_v, score, tier.threshold,
                     d.level, flags, tier.index, tier.model_id, d.channels)
-        self._send(messages.encode_verdict(v, self._link))
         self._latency["total"].record(t_v - t_acq_ns)
         self.last_verdict_ns[source_id] = t_v
         self._counts["verdicts"] += 1
         self._counts[f"level_{d.level.name.lower()}"] += 1
-        return t_v - t_acq_ns
+        return messages.encode_verdict(v, self._link), t_v - t_acq_ns

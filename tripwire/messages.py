@@ -7,8 +7,10 @@ malformed message raises ``DecodeError`` naming what is wrong; callers count and
 Frame on the wire (two ZeroMQ parts):
     part 0: FRAME_HEADER, little-endian, fixed size (64 bytes), crc32 last
     part 1: float32 payload, channel-major (channels x samples), C-contiguous
-Verdict and Heartbeat: one part each, a fixed header (a verdict then its channel names),
-crc32 last.
+Verdict and Heartbeat: a fixed header (a verdict then its channel names), crc32 last, each
+part whole on its own. A heartbeat is a message of one part; the verdicts of one model batch
+go as one message of a part per verdict (so a receiver wakes once per batch), and a
+receiver may read the parts one by one: each decodes alone.
 
 Black channel (the bus is not trusted to deliver what was sent, to whom it was meant):
 - every message carries its connection identity: ``dest``, the address of the cell it is

@@ -39,7 +39,7 @@ def test_short_run_trips_and_reports(tmp_path: Path, cache: Path,
     assert rep["trips"]["injected"] == 2 and rep["trips"]["caught"] == 2
     assert rep["trip_latency_ms"]["count"] == 2 and rep["trip_latency_ms"]["p99"] > 0
     assert {"interlock_judged_late", "monitor_flagged_late"} <= set(rep["deadline_misses"])
-    for stage in ("receive", "features", "inference", "total", "interlock_verdict_age",
+    for stage in ("receive", "features", "inference", "total", "service", "interlock_verdict_age",
                   "interlock_stop_write"):
         assert rep["stages"][stage]["p99_us"] > 0, stage
     assert set(rep["floors"]) >= {"bus_hop", "model_call", "plc_write"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.baselines import compare_to_plain
 from bench.report import build, percentiles_ms, span_histogram
 from bench.run import Snapshot, SpanResult
 from bench.schedule import FaultWindow
@@ -67,3 +68,29 @@ def test_build_reports_the_span_and_judges_the_checks() -> None:
     assert rep["checks"]["features_numba_over_numpy"]["ok"] is None  # baselines skipped
     assert rep["ok"] is False and "pipeline_over_plain" in rep["skipped_checks"]
     assert rep["monitor"]["batches"] == (end.monitor["batches"] - start.monitor["batches"])
+
+
+def test_the_pipeline_is_compared_with_the_plain_one_from_receive_to_decision() -> None:
+    window = FaultWindow(0, Fault(channel=1), on_s=1.0, off_s=1.3)
+    per_s = LOAD.rate_hz / LOAD.frame_samples
+    start = Snapshot(0, _monitor(100, 49), _interlock(0, 0), {"monitor": 0})
+    end = Snapshot(2_000_000_000, _monitor(100 + int(2 * 2 * per_s), 149), _interlock(0, 0),
+                   {"monitor": 10})
+    stage = {"count": 9, "p50": 0.1, "p99": 0.3, "p999": 0.4, "max": 0.5}
+    plain = {"samples_per_s": LOAD.samples_per_s / 2, "cpu_percent": 100.0,
+             "decision_us": {"p99_us": 400.0}}
+    raw = {"span": SpanResult(start, end, [], resets=0), "schedule": (window,), "votes_n": 5,
+           "cpu": {"monitor": 5.0, "interlock": 5.0, "feeder": 50.0},
+           "baselines": {"plain_pipeline": plain},
+           "monitor_stopped": {"latency_ms": {"service": stage,
+                                              "total": {**stage, "p99": 0.9}}}}
+    rep = build(raw, LOAD, seconds=2.0, deadline_ms=10.0, seed=0, compare=compare_to_plain)
+    vs = rep["baselines"]["pipeline_vs_plain"]
+    # the monitor's service p99 (300 µs) against the plain one's (400 µs), not its total
+    assert vs["p99_us"] == {"pipeline": 300.0, "plain": 400.0}
+    assert vs["pipeline_total_p99_us"] == 900.0
+    # ours: the offered load on 10 % of a core (the feeder is not ours); plain: half of it on
+    # a whole core
+    assert vs["samples_per_cpu_s_ratio"] == 20.0
+    assert vs["at_least_5x_per_cpu_s_at_equal_or_better_p99"] is True
+    assert rep["stages"]["service"]["p99_us"] == 300.0

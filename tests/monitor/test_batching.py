@@ -149,3 +149,14 @@ def test_batch_without_an_idle_rule_sends_every_row_to_the_model() -> None:
     b = Batch(4, 4)
     assert b.append(_Rows(_row(0.0, 1.0)), 1, 1, T0, T0, 0, 0) == 0  # type: ignore[arg-type]
     assert (b.rows, b.model_rows) == (1, 1)
+
+
+def test_windows_of_one_long_frame_each_carry_their_own_acquisition_time() -> None:
+    b = Batch(6, 4)
+    three = np.concatenate([_row(0.5, 1.0), _row(0.5, 2.0), _row(0.5, 3.0)])
+    b.append(_Rows(three), 7, 40, T0, T0 + 9, 0, 0, hop_ns=5 * MS)  # type: ignore[arg-type]
+    # the newest window ended at T0; each earlier one a hop before it
+    assert b.t_acq_ns[:3].tolist() == [T0 - 10 * MS, T0 - 5 * MS, T0]
+    assert b.earliest_acq_ns == T0 - 10 * MS
+    assert b.next_deadline_ns(T0 - 5 * MS, 8 * MS) == T0 - 2 * MS  # the oldest one bounds it
+    assert b.next_deadline_ns(T0, 8 * MS) == T0 + 3 * MS  # until it is late

@@ -115,9 +115,12 @@ def test_status_reply_carries_latency_in_us_and_the_batch_figures(tiny_bundle: T
     frames = {1: _frames(43, fault=False)}
     _, reply, logs = _play(config.from_dict(table), frames, status=True)
     assert reply["ok"] and reply["pipeline"] is True and reply["tier"] == 0
-    for stage in ("receive", "features", "batch_wait", "inference", "decision", "total"):
+    for stage in ("receive", "features", "batch_wait", "inference", "decision", "total",
+                  "service"):
         row = reply["latency_us"][stage]
         assert row["count"] > 0 and 0 <= row["p50"] <= row["p99"] <= row["p999"] <= row["max"]
+    # a window's service (frame received -> verdict sent) is a part of its total (acquired ->)
+    assert reply["latency_us"]["service"]["max"] <= reply["latency_us"]["total"]["max"]
     rows = reply["batch_rows"]
     assert reply["batches"] == rows["count"] > 0 and 1 <= rows["p50"] <= rows["max"] <= 32
     assert sum(reply["batch_closed_by"].values()) == reply["batches"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import MutableMapping
@@ -193,7 +194,7 @@ def test_monitor_scores_flags_rejects_and_trips(tiny_bundle: TinyBundle, ipc_dir
     for reason in ("decode_bad_crc", "bad_channels", "unknown_source", "non_finite"):
         assert stopped["rejected"][reason] == 1, reason
     assert stopped["gaps"] == 1 and stopped["levels"]["trip"] >= 2
-    for stage in ("receive", "validate", "features", "inference", "decision", "total"):
+    for stage in ("receive", "validate", "features", "inference", "decision", "total", "service"):
         assert stopped["latency_ms"][stage]["count"] > 0, stage
 
 
@@ -271,3 +272,30 @@ def test_frozen_or_gappy_input_trips_after_the_bad_input_time(tiny_bundle: TinyB
     # fan-2 never completes a window, so the heartbeat tick trips it
     assert gappy_trip.flags & VerdictFlag.INVALID_INPUT and math.isnan(gappy_trip.score)
     assert not [v for v in rig.verdicts if v.source_id == 2 and not math.isnan(v.score)]
+
+
+def test_a_frame_longer_than_a_hop_dates_each_window_by_its_own_last_sample(
+        tiny_bundle: TinyBundle, ipc_dir: Path) -> None:
+    table = monitor_table(ipc_dir, tiny_bundle.path)
+    long = 4 * FRAME  # four hops a frame: a DAQ that sends larger blocks
+    table["sources"][0]["frame_samples"] = long
+    cfg = config.from_dict(table)
+    x = plant_signal(3 * long, 21)
+    running = start_in_thread(lambda stop: serve(cfg, stop))
+    rig = Rig(cfg)
+    try:
+        rig.connect()
+        for seq in range(3):
+            rig.send_frame(1, seq, x[:, seq * long:(seq + 1) * long])
+        # the first window fills with frame 1; frame 2 makes four, the last ending with it
+        rig.wait(lambda: len([v for v in rig.verdicts if v.source_id == 1 and v.seq == 2]) == 4,
+                 "four verdicts of frame 2")
+    finally:
+        rig.close()
+        assert running.finish() == 0
+    got = [v for v in rig.verdicts if v.source_id == 1 and v.seq == 2]
+    hop_ns = int(FRAME / RATE * 1e9)
+    assert [b.t_acq_ns - a.t_acq_ns for a, b in itertools.pairwise(got)] == [hop_ns] * 3
+    # (the rig sends faster than real time, so frame 2 is stamped just after frame 1)
+    first = [v for v in rig.verdicts if v.source_id == 1 and v.seq == 1]
+    assert len(first) == 1 and got[-1].t_acq_ns >= first[0].t_acq_ns > got[0].t_acq_ns
