@@ -234,7 +234,7 @@ def _baselines(base: Mapping[str, Any] | None, samples_per_s: float,
     plain = base.get("plain_pipeline")
     if compare is None or service is None or total is None or not plain:
         return out
-    cmp = dict(compare(samples_per_s, float(service["p99"]) * 1e3, plain))
+    cmp = dict(compare(samples_per_s, round(float(service["p99"]) * 1e3, 2), plain))
     ours_cpu = sum(float(cpu.get(k) or 0.0) for k in ("monitor", "interlock"))
     plain_cpu = float(plain.get("cpu_percent") or 0.0)
     ours_per_core = samples_per_s * 100.0 / ours_cpu if ours_cpu > 0 else 0.0
