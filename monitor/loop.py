@@ -211,12 +211,17 @@ class MonitorLoop:
         self._last_reject_log = start
         self._governor.restart(start, time.process_time_ns())
         # zmq_poll counts whole milliseconds; select() on the socket's (edge-triggered)
-        # descriptor sleeps to the microsecond, so heartbeats keep their period exactly.
-        # ZMQ_EVENTS is checked first: the edge may have fired while we were busy. With a
-        # full batch and a busy model the frames socket is left out: the worker's eventfd
-        # ends the wait.
-        base = [fd for fd in (batches.fd, int(ctl.getsockopt(zmq.FD)) if ctl else -1) if fd >= 0]
-        with_frames = [int(sub.getsockopt(zmq.FD)), *base]
+        # descriptor sleeps to the microsecond, so heartbeats keep their period exactly. An
+        # edge fires when the socket's mailbox gets something and again only after a call on
+        # the socket emptied it: a socket drained to EAGAIN needs no look before the next
+        # wait, so ZMQ_EVENTS is read only where input may be left (a drain cut short, a
+        # reply just sent) or select() saw the edge. With a full batch and a busy model the
+        # frames socket is left out: the worker's eventfd ends the wait.
+        sub_fd = int(sub.getsockopt(zmq.FD))
+        ctl_fd = int(ctl.getsockopt(zmq.FD)) if ctl else -1
+        base = [fd for fd in (batches.fd, ctl_fd) if fd >= 0]
+        with_frames = [sub_fd, *base]
+        frames_left = ctl_left = True  # at start: look
         next_hb = start
         while not stop.is_set():
             now = time.monotonic_ns()
@@ -224,22 +229,27 @@ class MonitorLoop:
                 self._tick(now)
                 next_hb = now + self._hb_ns
                 continue
-            if ctl is not None and int(ctl.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                self._answer(ctl)
-                continue
+            if ctl is not None and ctl_left:
+                ctl_left = False
+                if int(ctl.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                    self._answer(ctl)
+                    ctl_left = True  # another request may have come meanwhile
+                    continue
             room = not batches.full
-            pending = bool(int(sub.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
             if batches.finished:
-                batches.collect(now, drained=not pending)
+                batches.collect(now, drained=not frames_left)
                 continue
-            if room and pending:
-                self._drain(sub, next_hb)
+            if room and frames_left:
+                frames_left = self._drain(sub, next_hb)
                 continue
             if batches.poll(now, drained=True):
                 continue
             wake = batches.wake_ns(now)
             until = next_hb if wake is None else min(next_hb, wake)
-            select.select(with_frames if room else base, [], [], max(0, until - now) / 1e9)
+            ready, _, _ = select.select(with_frames if room else base, [], [],
+                                        max(0, until - now) / 1e9)
+            frames_left = sub_fd in ready or frames_left
+            ctl_left = ctl_fd in ready
         self._finish()
 
     def _finish(self) -> None:
@@ -247,14 +257,15 @@ class MonitorLoop:
         self._batches.stop()
         self._log_rejects(time.monotonic_ns(), force=True)
 
-    def _drain(self, sub: zmq.Socket[Any], due_ns: int) -> None:
+    def _drain(self, sub: zmq.Socket[Any], due_ns: int) -> bool:
         """Handle queued frames until the socket is empty, a heartbeat is due, or the batch
-        is full while the model is busy (then the frames wait in the socket)."""
+        is full while the model is busy (then the frames wait in the socket). Whether frames
+        may be left (False: the socket said EAGAIN)."""
         batches = self._batches
         while True:
             if batches.full and not batches.poll(time.monotonic_ns(), drained=False):
                 self.counts["batch_overflow"] += 1
-                return
+                return True
             try:
                 parts = sub.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -266,8 +277,9 @@ class MonitorLoop:
             elif batches.filling.rows:
                 batches.poll(now, drained=False)
             if time.monotonic_ns() >= due_ns:
-                return
+                return True
         batches.poll(time.monotonic_ns(), drained=True)
+        return False
 
     def _frame(self, parts: list[zmq.Frame], t_recv: int) -> None:
         self.counts["received"] += 1

@@ -100,6 +100,13 @@ class HeartbeatFlag(IntFlag):
     MODEL_ERROR = 2
 
 
+# Every value a decoder can meet, built once: constructing an enum member per message costs
+# microseconds the interlock spends on every verdict.
+LEVELS = (Level.OK, Level.WARN, Level.TRIP)
+VERDICT_FLAGS = tuple(VerdictFlag(i) for i in range(256))
+HEARTBEAT_FLAGS = tuple(HeartbeatFlag(i) for i in range(4))
+
+
 # --- connection identity ---------------------------------------------------------------
 
 
@@ -329,8 +336,8 @@ def decode_verdict(data: bytes | memoryview, link: Link | None = None) -> Verdic
         raise DecodeError("bad_level", str(level))
     text = body[n:].decode("utf-8", errors="replace")
     return Verdict(
-        source_id, seq, vseq, t_acq, t_verdict, score, threshold, Level(level),
-        VerdictFlag(flags & 0xFF), tier, model_id, tuple(t for t in text.split(",") if t),
+        source_id, seq, vseq, t_acq, t_verdict, score, threshold, LEVELS[level],
+        VERDICT_FLAGS[flags & 0xFF], tier, model_id, tuple(t for t in text.split(",") if t),
     )
 
 
@@ -356,7 +363,7 @@ def decode_heartbeat(data: bytes | memoryview, link: Link | None = None) -> Hear
     if version != VERSION:
         raise DecodeError("bad_version", str(version))
     _check_identity(dest, origin, link)
-    return Heartbeat(monitor_id, counter, t_ns, rx, done, rej, tier, HeartbeatFlag(flags & 0x3))
+    return Heartbeat(monitor_id, counter, t_ns, rx, done, rej, tier, HEARTBEAT_FLAGS[flags & 0x3])
 
 
 def decode_monitor_message(data: bytes | memoryview, link: Link | None = None) -> Verdict | Heartbeat:
