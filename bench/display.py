@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+THREAD_ROWS = 3  # the busiest threads of a process the table shows (the JSON has them all)
+
 
 class BarShow:
     """``with BarShow(console) as show:`` a bar per phase."""
@@ -136,5 +138,11 @@ def table(rep: dict[str, Any]) -> Table:
                                              "batch 32": river["onnx_batch_32_over_river"]}),
                   "x samples/s", "")
     t.add_row("cpu %", _fmt({k: v for k, v in rep["cpu"].items() if k != "unit"}), "one core", "")
+    for proc, all_rows in (rep.get("cpu_threads") or {}).items():
+        rows = [r for r in all_rows if r["user_percent"] + r["system_percent"] > 0]
+        if rows:
+            t.add_row(f"{proc} threads % (user+sys)",
+                      _fmt({f"{r['thread']} ({r['tid']})": f"{r['user_percent']}+{r['system_percent']}"
+                            for r in rows[:THREAD_ROWS]}), "one core", "")
     t.add_row("ok", "yes" if rep["ok"] else "NO", "", "")
     return t

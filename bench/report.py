@@ -6,7 +6,8 @@ judges each must-show item of issue 4 against its bar. Top-level fields:
 
 ``offered_samples_per_s``, ``samples_per_s``, ``dropped_frames`` (and ``dropped_detail``),
 ``deadline_misses``, ``trip_latency_ms``, ``detection_delay_ms``, ``false_trips``, ``trips``,
-``stages``, ``floors``, ``baselines``, ``load``, ``cpu``, ``monitor``, ``checks``, ``ok`` (every
+``stages``, ``floors``, ``baselines``, ``load``, ``cpu``, ``cpu_threads`` (the monitor's and the
+interlock's threads: bench.threads), ``monitor``, ``checks``, ``ok`` (every
 check that ran was met) and ``skipped_checks`` (those that did not run: the baselines').
 
 Counters are differences between the two ends of the measured span; the monitor's stage
@@ -194,6 +195,7 @@ def build(raw: Mapping[str, Any], load: BenchLoad, seconds: float, deadline_ms: 
         "load": {**asdict(load), "seconds": seconds, "deadline_ms": deadline_ms, "seed": seed,
                  "measured_s": round(wall_s, 3)},
         "cpu": {**raw.get("cpu", {}), "unit": "% of one core over the measured span"},
+        "cpu_threads": raw.get("cpu_threads", {}),
         "monitor": _monitor(m0, m1),
     }
     rep["checks"] = checks(rep)

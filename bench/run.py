@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench import baselines, floors
+from bench import baselines, floors, threads
 from bench.bundle import bench_fault, ensure_bundle, normal_rows
 from bench.cell import RESET_TOKEN, BenchCell, CellPlan, cpu_percent, cpu_ticks
 from bench.errors import BenchConfigError, BenchSetupError
@@ -48,6 +48,7 @@ RESET_SETTLE_S = 0.05
 PLAIN_S = 10.0  # the plain pipeline's counted span
 DRAIN_TIMEOUT_S = 5.0
 SPAN_STALL_S = 10.0  # the stream did not move for this long: the cell is stuck
+THREADS_OF = ("monitor", "interlock")  # the processes whose threads the report breaks down
 
 
 class Show(Protocol):
@@ -92,6 +93,7 @@ class Snapshot:
     monitor: dict[str, Any]
     interlock: dict[str, Any]
     cpu: dict[str, int | None]
+    threads: dict[str, dict[int, threads.ThreadReading]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -117,7 +119,9 @@ def _snapshot(cell: BenchCell) -> Snapshot:
     t = time.monotonic_ns()  # the span's ends are the monitor's replies (frames accepted)
     interlock = cell.interlock("status")
     pids = {**cell.pids, "bench": os.getpid()}
-    return Snapshot(t, monitor, interlock, {name: cpu_ticks(pid) for name, pid in pids.items()})
+    return Snapshot(t, monitor, interlock, {name: cpu_ticks(pid) for name, pid in pids.items()},
+                    {name: threads.read(cell.pids[name]) for name in THREADS_OF
+                     if name in cell.pids})
 
 
 def _calm(schedule: tuple[FaultWindow, ...], load: BenchLoad, pos: dict[int, int],
@@ -245,8 +249,13 @@ def run_bench(opts: BenchOptions, show: Show) -> dict[str, Any]:
             out["drained"] = _drain(cell)
             out["feeder_sent"] = cell.feeder_sent()
         out["monitor_stopped"] = cell.log_event("monitor", "monitor_stopped")
-        out["cpu"] = cpu_percent(span.start.cpu, span.end.cpu,
-                                 (span.end.t_ns - span.start.t_ns) / 1e9)
+        wall_s = (span.end.t_ns - span.start.t_ns) / 1e9
+        out["cpu"] = cpu_percent(span.start.cpu, span.end.cpu, wall_s)
+        frames = (int(span.end.monitor.get("frames_accepted", 0))
+                  - int(span.start.monitor.get("frames_accepted", 0)))
+        out["cpu_threads"] = {name: threads.between(span.start.threads.get(name, {}),
+                                                    span.end.threads.get(name, {}), wall_s, frames)
+                              for name in THREADS_OF}
         bank = SignalBank(load, opts.seed)
         show.phase("floors", 1.0)
         model = bench_model(bundle_dir, bank)

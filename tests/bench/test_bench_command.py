@@ -12,7 +12,7 @@ from tripwire.cli import main
 
 FIELDS = ("offered_samples_per_s", "samples_per_s", "dropped_frames", "deadline_misses",
           "trip_latency_ms", "false_trips", "stages", "floors", "baselines", "load", "cpu",
-          "monitor", "checks", "ok")
+          "cpu_threads", "monitor", "checks", "ok")
 
 
 @pytest.fixture
@@ -43,6 +43,10 @@ def test_short_run_trips_and_reports(tmp_path: Path, cache: Path,
                   "interlock_stop_write"):
         assert rep["stages"][stage]["p99_us"] > 0, stage
     assert set(rep["floors"]) >= {"bus_hop", "model_call", "plc_write"}
+    for proc in ("monitor", "interlock"):  # both run a loop thread and a ZeroMQ I/O thread
+        names = [r["thread"] for r in rep["cpu_threads"][proc]]
+        assert any(n.startswith("ZMQbg/IO") for n in names) and len(names) >= 2, (proc, names)
+        assert all(r["cpu_us_per_frame"] >= 0 for r in rep["cpu_threads"][proc])
     assert rep["baselines"] == {"skipped": True}
     assert set(rep["cpu"]) >= {"monitor", "interlock", "feeder", "plc"}
     assert rep["checks"]["trips_caught"]["ok"] is True

@@ -1,0 +1,85 @@
+"""Where a process' CPU goes, thread by thread: user and system time, wake-ups, preemptions.
+
+Shell (reads ``/proc``) with a pure difference: ``read(pid)`` takes one reading of every
+thread of a process; ``between(before, after, wall_s, frames)`` turns two readings into
+figures per thread (by thread id, named by the thread's ``comm``: ``python3.11`` for the main
+thread, ``ZMQbg/IO/0`` for a ZeroMQ I/O thread, ``tw-inference`` and the like for ours):
+``user_percent`` and ``system_percent`` of one core over the span, ``wakeups_per_s``
+(voluntary context switches: the thread slept and was woken, a wait on a socket, an event, a
+lock), ``preempted_per_s`` (involuntary ones: the scheduler took the CPU away), and CPU µs per
+frame of the load. Threads that started or ended inside the span are left out (their time
+cannot be split); a reading of a process that is gone is empty. Decides nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SWITCHES = ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")  # in .../status
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadReading:
+    name: str
+    user_ticks: int
+    system_ticks: int
+    voluntary: int  # context switches the thread asked for (it waited)
+    involuntary: int  # context switches forced on it (preempted)
+
+
+def read(pid: int, proc: Path = Path("/proc")) -> dict[int, ThreadReading]:
+    """One reading of every thread of ``pid`` (empty when the process is gone)."""
+    out: dict[int, ThreadReading] = {}
+    try:
+        tids = [int(p.name) for p in (proc / str(pid) / "task").iterdir() if p.name.isdigit()]
+    except OSError:
+        return out
+    for tid in tids:
+        task = proc / str(pid) / "task" / str(tid)
+        try:
+            stat = (task / "stat").read_text()
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended between the listing and the read
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        switches: dict[str, int] = {}
+        for line in status.splitlines():
+            key, _, value = line.partition(":")
+            if key in SWITCHES:
+                switches[key] = int(value)
+        out[tid] = ThreadReading(name, int(fields[11]), int(fields[12]),
+                                 switches.get("voluntary_ctxt_switches", 0),
+                                 switches.get("nonvoluntary_ctxt_switches", 0))
+    return out
+
+
+def between(before: dict[int, ThreadReading], after: dict[int, ThreadReading], wall_s: float,
+            frames: int, tick_hz: int | None = None) -> list[dict[str, Any]]:
+    """Per thread alive at both readings, busiest first; ``frames``: frames handled in the
+    span (for CPU per frame; 0 leaves it out)."""
+    hz = tick_hz or os.sysconf("SC_CLK_TCK")
+    if wall_s <= 0:
+        return []
+    rows: list[dict[str, Any]] = []
+    for tid, a in before.items():
+        b = after.get(tid)
+        if b is None or b.name != a.name:
+            continue
+        user_s = (b.user_ticks - a.user_ticks) / hz
+        system_s = (b.system_ticks - a.system_ticks) / hz
+        row: dict[str, Any] = {
+            "thread": a.name, "tid": tid,
+            "user_percent": round(100.0 * user_s / wall_s, 1),
+            "system_percent": round(100.0 * system_s / wall_s, 1),
+            "wakeups_per_s": round((b.voluntary - a.voluntary) / wall_s),
+            "preempted_per_s": round((b.involuntary - a.involuntary) / wall_s),
+        }
+        if frames > 0:
+            row["cpu_us_per_frame"] = round(1e6 * (user_s + system_s) / frames, 1)
+        rows.append(row)
+    rows.sort(key=lambda r: -(r["user_percent"] + r["system_percent"]))
+    return rows
