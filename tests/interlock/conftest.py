@@ -282,7 +282,7 @@ class FakeMonitor:
         self.link = link
         self.heartbeats = threading.Event()
         self.heartbeats.set()
-        self._queue: queue.Queue[bytes] = queue.Queue()
+        self._queue: queue.Queue[bytes | list[bytes]] = queue.Queue()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-monitor")
@@ -300,6 +300,19 @@ class FakeMonitor:
 
     def send_raw(self, data: bytes) -> None:
         self._queue.put(data)
+
+    def send_batch(self, verdicts: list[Verdict]) -> None:
+        """Several verdicts as one message of a part each, as the monitor sends a batch's."""
+        self._queue.put([encode_verdict(v, self.link) for v in verdicts])
+
+    def verdict(self, level: Level = Level.OK, *, seq: int = 1) -> Verdict:
+        """The next verdict (its ``verdict_seq`` taken), not sent."""
+        now = time.monotonic_ns()
+        self.verdict_seq += 1
+        return Verdict(source_id=1, seq=seq, verdict_seq=self.verdict_seq, t_acq_ns=now,
+                       t_verdict_ns=now, score=1.0 if level is Level.OK else 9.0, threshold=2.0,
+                       level=level, flags=VerdictFlag.NONE, tier=0, model_id=b"test",
+                       channels=())
 
     def send_verdict(self, level: Level = Level.OK, *, t_acq_ns: int | None = None, seq: int = 1,
                      source_id: int = 1, score: float = 1.0, threshold: float = 2.0,
@@ -336,7 +349,10 @@ class FakeMonitor:
                     data = self._queue.get(timeout=max(0.0, min(self.period_s, next_hb - now)))
                 except queue.Empty:
                     continue
-                pub.send(data)
+                if isinstance(data, list):
+                    pub.send_multipart(data)
+                else:
+                    pub.send(data)
         finally:
             pub.close(0)
 

@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from interlock.journal import Journal
-from interlock.service import serve
+from interlock.service import MAX_DRAIN, serve
 from tests.interlock.conftest import (
     PLC_NS,
     FakeMonitor,
@@ -166,6 +166,32 @@ def test_arms_trips_on_trip_verdict_and_permit_is_0_in_the_plc(
     kinds = journal_kinds(journal)
     assert kinds[0] == "start" and "armed" in kinds and kinds[-1] == "shutdown"
     assert kinds.index("trip") < kinds.index("stop_acked")
+
+
+def test_batches_of_verdicts_beyond_one_drain_are_all_judged(
+        ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
+    il = start(running, make_cfg(ipc_dir, tmp_path / "journal.sqlite",
+                                 modbus_port=modbus_plc.port), zmq_ctx)
+    il.wait_state("ARMED")
+    before = il.status()["counters"]["verdicts"]
+    # Nothing else arrives and nobody asks the interlock anything: what is left after one
+    # drain (MAX_DRAIN parts) must be read without a new message's edge to wake for.
+    batches, size = 20, 40
+    assert batches * size > MAX_DRAIN
+    flood = [[monitor.verdict(Level.OK) for _ in range(size)] for _ in range(batches)]
+    # the last batch has a TRIP verdict in its middle: the interlock trips on that verdict
+    flood.append([monitor.verdict(Level.OK, seq=7), monitor.verdict(Level.TRIP, seq=8),
+                  monitor.verdict(Level.OK, seq=9)])
+    monitor.heartbeats.clear()
+    for batch in flood:
+        monitor.send_batch(batch)
+    wait_until(lambda: modbus_plc.coil(0) is False, 10, "the stop at the PLC")
+    monitor.heartbeats.set()
+    st = il.status()
+    (trip,) = st["trips"]
+    assert trip["reason"] == "verdict" and trip["seq"] == 8 and trip["acked"] is True
+    assert st["counters"]["verdicts"] == before + batches * size + 3
 
 
 def test_trips_when_monitor_heartbeats_stop(
