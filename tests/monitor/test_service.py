@@ -299,3 +299,24 @@ def test_a_frame_longer_than_a_hop_dates_each_window_by_its_own_last_sample(
     # (the rig sends faster than real time, so frame 2 is stamped just after frame 1)
     first = [v for v in rig.verdicts if v.source_id == 1 and v.seq == 1]
     assert len(first) == 1 and got[-1].t_acq_ns >= first[0].t_acq_ns > got[0].t_acq_ns
+
+
+def test_a_burst_longer_than_a_heartbeat_period_is_read_to_its_end(
+        tiny_bundle: TinyBundle, ipc_dir: Path) -> None:
+    # Heartbeats every 5 ms interrupt the drain of a long burst; the frames it left must be
+    # read without a new frame to wake for (nothing is sent after the burst).
+    cfg = config.from_dict(monitor_table(ipc_dir, tiny_bundle.path))
+    n = 300
+    frames = _frames(31, n)
+    running = start_in_thread(lambda stop: serve(cfg, stop))
+    rig = Rig(cfg)
+    try:
+        rig.connect()
+        for seq in range(n):
+            rig.send_frame(1, seq, frames[seq])
+        rig.wait(lambda: rig.verdict(1, n - 1), "the verdict of the burst's last frame")
+    finally:
+        rig.close()
+        assert running.finish() == 0
+    got = sorted(v.seq for v in rig.verdicts if v.source_id == 1 and not v.flags & VerdictFlag.STALE)
+    assert got == list(range(SPEC.blocks - 1, n))
