@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -247,25 +246,3 @@ class BenchCell:
                     if isinstance(got, dict) and got.get("event") == event:
                         return got
         return None
-
-
-def cpu_ticks(pid: int) -> int | None:
-    """User + system CPU time of a process (all its threads) in clock ticks, from /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-
-
-def cpu_percent(before: dict[str, int | None], after: dict[str, int | None],
-                wall_s: float) -> dict[str, float | None]:
-    """Per process CPU % of one core over ``wall_s``."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float | None] = {}
-    for name, t0 in before.items():
-        t1 = after.get(name)
-        out[name] = (None if t0 is None or t1 is None or wall_s <= 0
-                     else round(100.0 * (t1 - t0) / tick / wall_s, 1))
-    return out

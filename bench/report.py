@@ -7,7 +7,7 @@ judges each must-show item of issue 4 against its bar. Top-level fields:
 ``offered_samples_per_s``, ``samples_per_s``, ``dropped_frames`` (and ``dropped_detail``),
 ``deadline_misses``, ``trip_latency_ms``, ``detection_delay_ms``, ``false_trips``, ``trips``,
 ``stages``, ``floors``, ``baselines``, ``load``, ``cpu``, ``cpu_threads`` (the monitor's and the
-interlock's threads: bench.threads), ``monitor``, ``checks``, ``ok`` (every
+interlock's threads: bench.cpu), ``monitor``, ``checks``, ``ok`` (every
 check that ran was met) and ``skipped_checks`` (those that did not run: the baselines').
 
 Counters are differences between the two ends of the measured span; the monitor's stage

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench import baselines, floors, threads
+from bench import baselines, cpu, floors
 from bench.bundle import bench_fault, ensure_bundle, normal_rows
-from bench.cell import RESET_TOKEN, BenchCell, CellPlan, cpu_percent, cpu_ticks
+from bench.cell import RESET_TOKEN, BenchCell, CellPlan
+from bench.cpu import ThreadReading
 from bench.errors import BenchConfigError, BenchSetupError
 from bench.model import BenchModel
 from bench.schedule import MIN_SLOT_S, FaultWindow, catch_frames, plan_trips
@@ -93,7 +94,7 @@ class Snapshot:
     monitor: dict[str, Any]
     interlock: dict[str, Any]
     cpu: dict[str, int | None]
-    threads: dict[str, dict[int, threads.ThreadReading]] = field(default_factory=dict)
+    threads: dict[str, dict[int, ThreadReading]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -119,8 +120,8 @@ def _snapshot(cell: BenchCell) -> Snapshot:
     t = time.monotonic_ns()  # the span's ends are the monitor's replies (frames accepted)
     interlock = cell.interlock("status")
     pids = {**cell.pids, "bench": os.getpid()}
-    return Snapshot(t, monitor, interlock, {name: cpu_ticks(pid) for name, pid in pids.items()},
-                    {name: threads.read(cell.pids[name]) for name in THREADS_OF
+    return Snapshot(t, monitor, interlock, {name: cpu.ticks(pid) for name, pid in pids.items()},
+                    {name: cpu.read(cell.pids[name]) for name in THREADS_OF
                      if name in cell.pids})
 
 
@@ -250,10 +251,10 @@ def run_bench(opts: BenchOptions, show: Show) -> dict[str, Any]:
             out["feeder_sent"] = cell.feeder_sent()
         out["monitor_stopped"] = cell.log_event("monitor", "monitor_stopped")
         wall_s = (span.end.t_ns - span.start.t_ns) / 1e9
-        out["cpu"] = cpu_percent(span.start.cpu, span.end.cpu, wall_s)
+        out["cpu"] = cpu.percent(span.start.cpu, span.end.cpu, wall_s)
         frames = (int(span.end.monitor.get("frames_accepted", 0))
                   - int(span.start.monitor.get("frames_accepted", 0)))
-        out["cpu_threads"] = {name: threads.between(span.start.threads.get(name, {}),
+        out["cpu_threads"] = {name: cpu.between(span.start.threads.get(name, {}),
                                                     span.end.threads.get(name, {}), wall_s, frames)
                               for name in THREADS_OF}
         bank = SignalBank(load, opts.seed)

@@ -31,7 +31,7 @@ from monitor.governor import Governor
 from monitor.tiers import Tier, TierSet
 from tripwire import messages
 from tripwire.latency import Histogram
-from tripwire.messages import Level, Link, Verdict, VerdictFlag
+from tripwire.messages import VERDICT_FLAGS, Level, Link, Verdict, VerdictFlag
 
 _NO_SCORE = Decision(Level.OK, False, 0, False)
 
@@ -70,7 +70,7 @@ class VerdictStage:
         decide, thr = self.decider.decide, tier.threshold
         decided: list[tuple[Decision, float, VerdictFlag]] = []
         for i in range(n):
-            sid, slot, flags = sources[i], slots[i], VerdictFlag(all_flags[i])
+            sid, slot, flags = sources[i], slots[i], VERDICT_FLAGS[all_flags[i]]
             if slot < 0:  # an idle machine's window: it never went to the model
                 d = decide(sid, math.nan, self._no_contrib, t1, features=b.features(slot),
                            threshold=thr)

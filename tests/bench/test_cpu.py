@@ -1,4 +1,4 @@
-"""Per-thread CPU figures: a real reading of this process' threads, and the pure difference."""
+"""CPU figures from /proc: real readings of this process and its threads, and the differences."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import threading
 import time
 from pathlib import Path
 
-from bench import threads
-from bench.threads import ThreadReading
+from bench import cpu
+from bench.cpu import ThreadReading
 
 HZ = 100
 
@@ -34,19 +34,19 @@ def test_a_busy_named_thread_shows_its_cpu_and_its_waits() -> None:
     worker.start()
     try:
         assert started.wait(10)
-        before, t0 = threads.read(os.getpid()), time.monotonic()
+        before, t0 = cpu.read(os.getpid()), time.monotonic()
         go.set()
         assert finished.wait(30)
-        after, wall_s = threads.read(os.getpid()), time.monotonic() - t0
+        after, wall_s = cpu.read(os.getpid()), time.monotonic() - t0
     finally:
         release.set()
         worker.join(10)
     a, b = before[tid[0]], after[tid[0]]
     assert a.name == b.name == "tw-spin"
     assert b.voluntary - a.voluntary >= 5
-    (row,) = [r for r in threads.between(before, after, wall_s, frames=1) if r["tid"] == tid[0]]
+    (row,) = [r for r in cpu.between(before, after, wall_s, frames=1) if r["tid"] == tid[0]]
     assert row["thread"] == "tw-spin" and row["cpu_us_per_frame"] >= 40_000  # ticks round
-    assert threads.read(os.getpid()).get(tid[0]) is None  # ended: no row
+    assert cpu.read(os.getpid()).get(tid[0]) is None  # ended: no row
 
 
 def test_figures_between_two_readings() -> None:
@@ -58,16 +58,29 @@ def test_figures_between_two_readings() -> None:
              2: ThreadReading("ZMQbg/IO/0", 1, 29, 410, 2),
              4: ThreadReading("tw-other", 5, 0, 0, 0),
              5: ThreadReading("new", 9, 9, 9, 9)}
-    rows = threads.between(before, after, wall_s=2.0, frames=400, tick_hz=HZ)
+    rows = cpu.between(before, after, wall_s=2.0, frames=400, tick_hz=HZ)
     assert [r["thread"] for r in rows] == ["python3.11", "ZMQbg/IO/0"]  # busiest first
     main, io = rows
     assert (main["user_percent"], main["system_percent"]) == (20.0, 2.5)
     assert (main["wakeups_per_s"], main["preempted_per_s"]) == (100, 10)
     assert main["cpu_us_per_frame"] == 1125.0  # 0.45 s of CPU over 400 frames
     assert (io["user_percent"], io["system_percent"], io["wakeups_per_s"]) == (0.5, 4.5, 200)
-    assert threads.between(before, after, wall_s=0.0, frames=1) == []
-    assert "cpu_us_per_frame" not in threads.between(before, after, 1.0, frames=0)[0]
+    assert cpu.between(before, after, wall_s=0.0, frames=1) == []
+    assert "cpu_us_per_frame" not in cpu.between(before, after, 1.0, frames=0)[0]
 
 
 def test_a_process_that_is_gone_reads_empty(tmp_path: Path) -> None:
-    assert threads.read(4242, proc=tmp_path) == {}
+    assert cpu.read(4242, proc=tmp_path) == {}
+
+
+def test_process_ticks_grow_with_work_and_turn_into_percent() -> None:
+    t0 = cpu.ticks(os.getpid())
+    cpu0 = time.process_time_ns()
+    while time.process_time_ns() - cpu0 < 50_000_000:  # 50 ms of CPU
+        pass
+    t1 = cpu.ticks(os.getpid())
+    assert t0 is not None and t1 is not None and t1 > t0
+    tick_hz = os.sysconf("SC_CLK_TCK")
+    got = cpu.percent({"me": 0, "gone": 5}, {"me": tick_hz, "gone": None}, wall_s=2.0)
+    assert got == {"me": 50.0, "gone": None}  # one second of CPU over two: half a core
+    assert cpu.ticks(2**22 + 12345) is None  # no such process

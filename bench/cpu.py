@@ -1,9 +1,10 @@
-"""Where a process' CPU goes, thread by thread: user and system time, wake-ups, preemptions.
+"""Where the cell's CPU goes, per process and per thread, read from ``/proc`` (shell).
 
-Shell (reads ``/proc``) with a pure difference: ``read(pid)`` takes one reading of every
-thread of a process; ``between(before, after, wall_s, frames)`` turns two readings into
-figures per thread (by thread id, named by the thread's ``comm``: ``python3.11`` for the main
-thread, ``ZMQbg/IO/0`` for a ZeroMQ I/O thread, ``tw-inference`` and the like for ours):
+``ticks(pid)`` is a process' user + system time (every thread) in clock ticks, and
+``percent(before, after, wall_s)`` turns two sets of those into % of one core. ``read(pid)``
+takes one reading of every thread of a process; ``between(before, after, wall_s, frames)``
+turns two readings into figures per thread (by thread id, named by the thread's ``comm``:
+``python3.11`` for the main thread, ``ZMQbg/IO/0`` for a ZeroMQ I/O thread):
 ``user_percent`` and ``system_percent`` of one core over the span, ``wakeups_per_s``
 (voluntary context switches: the thread slept and was woken, a wait on a socket, an event, a
 lock), ``preempted_per_s`` (involuntary ones: the scheduler took the CPU away), and CPU µs per
@@ -30,6 +31,33 @@ class ThreadReading:
     involuntary: int  # context switches forced on it (preempted)
 
 
+def _stat(text: str) -> tuple[str, int, int]:
+    """A ``stat`` file's name (comm), user and system ticks (fields 2, 14 and 15)."""
+    fields = text[text.rindex(")") + 2:].split()
+    return text[text.index("(") + 1:text.rindex(")")], int(fields[11]), int(fields[12])
+
+
+def ticks(pid: int) -> int | None:
+    """User + system CPU time of a process (all its threads) in clock ticks."""
+    try:
+        _, user, system = _stat(Path(f"/proc/{pid}/stat").read_text())
+    except OSError:
+        return None
+    return user + system
+
+
+def percent(before: dict[str, int | None], after: dict[str, int | None],
+            wall_s: float) -> dict[str, float | None]:
+    """Per process CPU % of one core over ``wall_s``, from ``ticks`` at both ends."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float | None] = {}
+    for name, t0 in before.items():
+        t1 = after.get(name)
+        out[name] = (None if t0 is None or t1 is None or wall_s <= 0
+                     else round(100.0 * (t1 - t0) / tick / wall_s, 1))
+    return out
+
+
 def read(pid: int, proc: Path = Path("/proc")) -> dict[int, ThreadReading]:
     """One reading of every thread of ``pid`` (empty when the process is gone)."""
     out: dict[int, ThreadReading] = {}
@@ -44,14 +72,13 @@ def read(pid: int, proc: Path = Path("/proc")) -> dict[int, ThreadReading]:
             status = (task / "status").read_text()
         except OSError:
             continue  # the thread ended between the listing and the read
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
+        name, user, system = _stat(stat)
         switches: dict[str, int] = {}
         for line in status.splitlines():
             key, _, value = line.partition(":")
             if key in SWITCHES:
                 switches[key] = int(value)
-        out[tid] = ThreadReading(name, int(fields[11]), int(fields[12]),
+        out[tid] = ThreadReading(name, user, system,
                                  switches.get("voluntary_ctxt_switches", 0),
                                  switches.get("nonvoluntary_ctxt_switches", 0))
     return out
