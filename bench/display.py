@@ -138,6 +138,9 @@ def table(rep: dict[str, Any]) -> Table:
                                              "batch 32": river["onnx_batch_32_over_river"]}),
                   "x samples/s", "")
     t.add_row("cpu %", _fmt({k: v for k, v in rep["cpu"].items() if k != "unit"}), "one core", "")
+    if rep.get("placement"):
+        t.add_row("pinned to CPUs", _fmt({k: v or "any" for k, v in rep["placement"].items()}),
+                  "", "")
     for proc, all_rows in (rep.get("cpu_threads") or {}).items():
         rows = [r for r in all_rows if r["user_percent"] + r["system_percent"] > 0]
         if rows:

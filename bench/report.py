@@ -7,7 +7,8 @@ judges each must-show item of issue 4 against its bar. Top-level fields:
 ``offered_samples_per_s``, ``samples_per_s``, ``dropped_frames`` (and ``dropped_detail``),
 ``deadline_misses``, ``trip_latency_ms``, ``detection_delay_ms``, ``false_trips``, ``trips``,
 ``stages``, ``floors``, ``baselines``, ``load``, ``cpu``, ``cpu_threads`` (the monitor's and the
-interlock's threads: bench.cpu), ``monitor``, ``checks``, ``ok`` (every
+interlock's threads: bench.cpu), ``placement`` (the CPUs each was pinned to: bench.cell),
+``monitor``, ``checks``, ``ok`` (every
 check that ran was met) and ``skipped_checks`` (those that did not run: the baselines').
 
 Counters are differences between the two ends of the measured span; the monitor's stage
@@ -196,6 +197,7 @@ def build(raw: Mapping[str, Any], load: BenchLoad, seconds: float, deadline_ms: 
                  "measured_s": round(wall_s, 3)},
         "cpu": {**raw.get("cpu", {}), "unit": "% of one core over the measured span"},
         "cpu_threads": raw.get("cpu_threads", {}),
+        "placement": raw.get("placement", {}),
         "monitor": _monitor(m0, m1),
     }
     rep["checks"] = checks(rep)

@@ -249,6 +249,7 @@ def run_bench(opts: BenchOptions, show: Show) -> dict[str, Any]:
             out["votes_n"] = votes_n
             out["drained"] = _drain(cell)
             out["feeder_sent"] = cell.feeder_sent()
+            out["placement"] = cell.cpus
         out["monitor_stopped"] = cell.log_event("monitor", "monitor_stopped")
         wall_s = (span.end.t_ns - span.start.t_ns) / 1e9
         out["cpu"] = cpu.percent(span.start.cpu, span.end.cpu, wall_s)

@@ -131,7 +131,7 @@ def run(cfg: Config, scorer: Scorer | None, spec: FeatureSpec, threshold: float,
         loop.close()
         gc.callbacks.remove(gc_pauses)
         gc.unfreeze()
-        log.info("monitor_stopped", gc_pause_max_ms=gc_pauses.max_ms(), **loop.summary())
+        log.info("monitor_stopped", **gc_pauses.summary(), **loop.summary())
     return EXIT_OK
 
 
@@ -161,11 +161,14 @@ def _fault_hooks(cfg: Config, scorer: Scorer, log: Any) -> tuple[Scorer, Abstrac
 
 
 class _GcPauses:
-    """The longest collector pause per generation: a pause stops the heartbeat too."""
+    """The collector's pauses per generation: how many, their total and the longest (a
+    pause stops the heartbeat too)."""
 
     def __init__(self) -> None:
         self._t0 = 0
         self.max_ns = [0, 0, 0]
+        self.total_ns = [0, 0, 0]
+        self.count = [0, 0, 0]
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         now = time.monotonic_ns()
@@ -173,10 +176,17 @@ class _GcPauses:
             self._t0 = now
         else:
             gen = info.get("generation", 0)
-            self.max_ns[gen] = max(self.max_ns[gen], now - self._t0)
+            took = now - self._t0
+            self.max_ns[gen] = max(self.max_ns[gen], took)
+            self.total_ns[gen] += took
+            self.count[gen] += 1
 
     def max_ms(self) -> list[float]:
         return [round(v / 1e6, 3) for v in self.max_ns]
+
+    def summary(self) -> dict[str, list[float] | list[int]]:
+        return {"gc_pause_max_ms": self.max_ms(), "gc_collections": list(self.count),
+                "gc_total_ms": [round(v / 1e6, 3) for v in self.total_ns]}
 
 
 @contextmanager

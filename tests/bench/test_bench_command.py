@@ -4,15 +4,18 @@ caught, the report's fields present, nothing left running; bad arguments exit 2.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from bench.cell import placement
+from tripwire import config
 from tripwire.cli import main
 
 FIELDS = ("offered_samples_per_s", "samples_per_s", "dropped_frames", "deadline_misses",
           "trip_latency_ms", "false_trips", "stages", "floors", "baselines", "load", "cpu",
-          "cpu_threads", "monitor", "checks", "ok")
+          "cpu_threads", "placement", "monitor", "checks", "ok")
 
 
 @pytest.fixture
@@ -53,6 +56,10 @@ def test_short_run_trips_and_reports(tmp_path: Path, cache: Path,
     assert isinstance(rep["ok"], bool)
     cell = work / "cell"
     assert (cell / "logs" / "monitor.log").exists() and (cell / "tripwire.toml").exists()
+    ran = config.load(cell / "tripwire.toml")  # the placement reported is the one that ran
+    assert rep["placement"] == {"monitor": list(ran.monitor.cpus),
+                                "interlock": list(ran.interlock.cpus)}
+    assert rep["placement"] == placement(os.sched_getaffinity(0))
     assert "tripwire bench" in capsys.readouterr().out  # the table
 
 

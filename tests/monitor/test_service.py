@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from models.bundle import load_bundle
 from monitor.errors import BundleRefused
-from monitor.service import check_spec, run, serve
+from monitor.service import _GcPauses, check_spec, run, serve
 from tests.monitor.conftest import SwitchedScorer, TinyBundle
 from tests.monitor.rig import FRAME, RATE, SPEC, Rig, monitor_table, plant_signal, start_in_thread
 from tripwire import config, messages
@@ -196,6 +196,19 @@ def test_monitor_scores_flags_rejects_and_trips(tiny_bundle: TinyBundle, ipc_dir
     assert stopped["gaps"] == 1 and stopped["levels"]["trip"] >= 2
     for stage in ("receive", "validate", "features", "inference", "decision", "total", "service"):
         assert stopped["latency_ms"][stage]["count"] > 0, stage
+    # the collector's pauses while looping, per generation (frozen start-up objects aside)
+    assert len(stopped["gc_collections"]) == len(stopped["gc_total_ms"]) == 3
+
+
+def test_gc_pauses_are_counted_and_summed_per_generation() -> None:
+    pauses = _GcPauses()
+    for gen in (0, 0, 2):
+        pauses("start", {"generation": gen})
+        pauses("stop", {"generation": gen, "collected": 0})
+    out = pauses.summary()
+    assert out["gc_collections"] == [2, 0, 1]
+    for total, longest in zip(out["gc_total_ms"], out["gc_pause_max_ms"], strict=True):
+        assert total >= longest >= 0.0
 
 
 def test_inference_errors_flag_verdicts_and_the_monitor_recovers(tiny_bundle: TinyBundle,
