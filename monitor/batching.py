@@ -83,10 +83,10 @@ class CostModel:
         return int(self._predict[rows])
 
     def _refresh(self, m: int) -> None:
-        upper = self._mean + self._margin * self._dev
         if self._all_seen:  # after warm-up: only the size just measured moved
-            self._predict[m] = int(upper[m])
+            self._predict[m] = int(self._mean[m] + self._margin * self._dev[m])
             return
+        upper = self._mean + self._margin * self._dev
         seen = np.flatnonzero(self._seen)
         self._all_seen = bool(self._seen[1:].all())
         sizes = np.arange(self.max_rows + 1)

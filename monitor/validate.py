@@ -46,6 +46,7 @@ REJECT_REASONS = (
 # stall sends a burst whose stamps are close together).
 INSERT_SLACK_FRAMES = 64
 _NON_FINITE, _OUT_OF_RANGE, _FROZEN = 1, 2, 4
+_SENSOR_FROZEN = int(VerdictFlag.SENSOR_FROZEN)  # tested as an int: IntFlag's & is slow Python
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class Outcome:
 
     @property
     def frozen(self) -> bool:
-        return bool(self.flags & VerdictFlag.SENSOR_FROZEN)
+        return bool(int(self.flags) & _SENSOR_FROZEN)
 
 
 ACCEPTED = Outcome(True)
