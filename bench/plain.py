@@ -11,13 +11,15 @@ Frames are offered as fast as the pipeline takes them (a PUSH feeder blocks when
 pipeline is behind), so ``samples_per_s`` is what it sustains; ``decision_us`` is frame-in
 (the receive returned) to decision (the score compared), per window; ``cpu_percent`` is this
 process' CPU time over the counted span (% of one core), so the pipelines also compare per
-CPU-second. The lead runs the real
+CPU-second, and ``cpu_threads`` splits it by thread (bench.cpu): the loop thread, its ZeroMQ
+I/O thread, the lead's own. The lead runs the real
 pipeline at the same load and compares. Reads ``time.monotonic_ns()``; decides nothing
 beyond the one comparison it is the plain version of.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ import zmq
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from bench import cpu
 from bench.errors import BenchSetupError
 from bench.feeder import Feeder, FeedPlan, frame_links
 from bench.figures import latency_us, rate_per_s
@@ -91,6 +94,7 @@ def _run(plan: FeedPlan, seconds: float, warm_s: float, model: BenchModel, sessi
     pull.setsockopt(zmq.RCVHWM, RCV_HWM)
     client = ModbusTcpClient(target.host, port=target.port)
     cpu_start, t_cpu_start = -1, 0
+    threads_start: dict[int, cpu.ThreadReading] = {}
     try:
         pull.bind(endpoint)
         if not client.connect():  # type: ignore[no-untyped-call]
@@ -115,6 +119,7 @@ def _run(plan: FeedPlan, seconds: float, warm_s: float, model: BenchModel, sessi
                 counting = t_in >= t_start
                 if counting and cpu_start < 0:
                     cpu_start, t_cpu_start = time.process_time_ns(), t_in
+                    threads_start = cpu.read(os.getpid())
                 t_last = t_in
                 try:
                     frame = decode_frame(header, payload, links)
@@ -155,6 +160,7 @@ def _run(plan: FeedPlan, seconds: float, warm_s: float, model: BenchModel, sessi
         pull.close(0)
         ctx.term()
     cpu_end = time.process_time_ns()
+    threads_end = cpu.read(os.getpid())
     elapsed = max(0, t_last - t_start)
     cpu_wall = t_last - t_cpu_start if cpu_start >= 0 else 0
     samples = counts["frames"] * load.channels * load.frame_samples
@@ -168,6 +174,8 @@ def _run(plan: FeedPlan, seconds: float, warm_s: float, model: BenchModel, sessi
         "keeps_up": made >= load.samples_per_s,
         # this process' CPU (every thread) over the counted span, % of one core
         "cpu_percent": round(100.0 * (cpu_end - cpu_start) / cpu_wall, 1) if cpu_wall > 0 else None,
+        # by thread: this one, its ZeroMQ I/O thread, and the lead's own (progress display)
+        "cpu_threads": cpu.between(threads_start, threads_end, cpu_wall / 1e9, counts["frames"]),
         "decision_us": latency_us(hists["decision"]),
         "stages": {f"{k}_us": latency_us(h) for k, h in hists.items() if k != "decision"},
     }

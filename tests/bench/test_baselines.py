@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from bench import baselines
@@ -50,6 +52,10 @@ def test_plain_pipeline_runs_and_stops_on_a_fault(small_bank: SignalBank) -> Non
     assert 0 < fig["flagged"] < fig["windows"]
     assert fig["stops_written"] > 0 and fig["stop_failures"] == 0
     assert fig["plc_accepted_writes"] >= fig["stops_written"]
+    # CPU by thread: the pipeline's own loop (this thread) is among them, costed per frame
+    me = threading.get_native_id()
+    (loop,) = [r for r in fig["cpu_threads"] if r["tid"] == me]
+    assert loop["cpu_us_per_frame"] > 0 and loop["user_percent"] + loop["system_percent"] > 0
 
 
 def test_plain_pipeline_without_a_fault_flags_nothing(small_bank: SignalBank) -> None:
