@@ -156,16 +156,18 @@ def river_baseline(model: BenchModel, load: BenchLoad, rows: int = 2000) -> dict
     }
 
 
-def compare_to_plain(samples_per_s: float, decision_p99_us: float,
+def compare_to_plain(samples_per_s: float, service_p99_us: float,
                      plain: dict[str, Any]) -> dict[str, Any]:
-    """The whole pipeline's figures beside ``plain_pipeline``'s, measured at the same load."""
+    """The whole pipeline's figures beside ``plain_pipeline``'s, measured at the same load;
+    ``service_p99_us``: the monitor's frame received -> verdict published, beside the plain
+    one's receive returned -> decision."""
     plain_p99 = float(plain["decision_us"]["p99_us"])
     throughput = ratio(samples_per_s, float(plain["samples_per_s"]))
     return {
         "samples_per_s_ratio": throughput,
-        "p99_us": {"pipeline": decision_p99_us, "plain": plain_p99},
+        "p99_us": {"pipeline": service_p99_us, "plain": plain_p99},
         "at_least_5x_at_equal_or_better_p99": (throughput >= PIPELINE_TARGET
-                                                and decision_p99_us <= plain_p99),
+                                                and service_p99_us <= plain_p99),
     }
 
 

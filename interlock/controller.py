@@ -50,6 +50,8 @@ MAINTENANCE_PERIOD_NS = 500 * MS
 REPORT_PERIOD_NS = 1000 * MS  # rate limit of repeated log lines and journal entries
 STATUS_TRIPS = 20  # trip records in a status reply
 
+_DEGRADED_MODEL = int(VerdictFlag.DEGRADED_MODEL)  # tested as an int bit, per verdict
+
 
 class Interlock:
     def __init__(self, cfg: InterlockConfig, sinks: Sequence[StopSink], journal: Journal,
@@ -142,7 +144,7 @@ class Interlock:
                           detail=f"{self.limits.late_trip_after} consecutive late verdicts")
         elif check.trip_level:
             self.watch.counters.ignored_trip_verdicts += 1
-        degraded = bool(v.flags & VerdictFlag.DEGRADED_MODEL)
+        degraded = bool(int(v.flags) & _DEGRADED_MODEL)
         if degraded != self._model_degraded:  # after the trip rules: they come first
             self._model_degraded = degraded
             if degraded:  # the monitor's model runs, but not on the provider it was asked for

@@ -43,6 +43,8 @@ REORDER_WINDOW = 64  # a backwards jump larger than this is a restarted peer, no
 DECODE_REASON_COUNTERS = {"bad_crc": "crc_errors", "wrong_address": "wrong_address",
                           "masquerade": "masquerade"}
 
+_INFERENCE_ERROR, _LATE = int(VerdictFlag.INFERENCE_ERROR), int(VerdictFlag.LATE)
+
 
 def next_heartbeat(counter: int) -> int:
     """The PLC heartbeat counter after ``counter`` (a 16-bit register: wraps to 0)."""
@@ -208,9 +210,10 @@ class MonitorWatch:
         c.verdicts += 1
         seq = self._verdict_seq.observe(v.verdict_seq)
         self._count_seq(seq, self._verdict_seq.missing)
-        if v.flags & VerdictFlag.INFERENCE_ERROR:
+        flags = int(v.flags)  # bits tested on an int: IntFlag's & is Python, per verdict
+        if flags & _INFERENCE_ERROR:
             c.invalid_verdicts += 1  # DESIGN 6: treated as a missing verdict
-        if v.flags & VerdictFlag.LATE:
+        if flags & _LATE:
             c.late_verdicts += 1
         age_ns = now_ns - v.t_acq_ns
         late = age_ns > lim.verdict_budget_ns

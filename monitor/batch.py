@@ -69,19 +69,18 @@ class Batch:
         return int(self.t_ready_ns[0])
 
     def append(self, wf: WindowFeatures, source_id: int, seq: int, t_acq_ns: int,
-               t_ready_ns: int, first_flags: int, flags: int, hop_ns: int = 0,
-               t_recv_ns: int | None = None) -> int:
+               t_ready_ns: int, first_flags: int, flags: int, hop_ns: int,
+               t_recv_ns: int) -> int:
         """Move the source's ready windows in (the first gets ``first_flags``, the others
         ``flags``); returns how many of them were idle. The caller checked ``room``.
 
         ``t_acq_ns`` is when the newest window's last sample was acquired; each window
         before it ended ``hop_ns`` earlier (a frame longer than a hop makes several).
-        ``t_recv_ns``: when their frame was received (default: ``t_ready_ns``)."""
+        ``t_recv_ns``: when their frame was received."""
         start = self.model_rows
         made = wf.pop_into(self.x, start)
         write = start
         idle = 0
-        t_recv = t_ready_ns if t_recv_ns is None else t_recv_ns
         for j in range(made):
             at = start + j
             r = self.rows
@@ -100,7 +99,7 @@ class Batch:
             t_acq = t_acq_ns - (made - 1 - j) * hop_ns
             self.t_acq_ns[r] = t_acq
             self.t_ready_ns[r] = t_ready_ns
-            self.t_recv_ns[r] = t_recv
+            self.t_recv_ns[r] = t_recv_ns
             self.flags[r] = first_flags if j == 0 else flags
             if r == 0 or t_acq < self.earliest_acq_ns:
                 self.earliest_acq_ns = t_acq

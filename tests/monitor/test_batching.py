@@ -125,10 +125,10 @@ def _row(rms: float, tag: float) -> np.ndarray:
 
 def test_batch_keeps_arrival_order_and_moves_idle_rows_out_of_the_model_input() -> None:
     b = Batch(6, 4, idle_at=1, idle_below=0.05)
-    assert b.append(_Rows(_row(0.5, 1.0)), 1, 10, T0 + 3, T0 + 10, 2, 0) == 0  # type: ignore[arg-type]
-    assert b.append(_Rows(_row(0.01, 2.0)), 2, 20, T0 + 1, T0 + 11, 0, 0) == 1  # type: ignore[arg-type]
+    assert b.append(_Rows(_row(0.5, 1.0)), 1, 10, T0 + 3, T0 + 10, 2, 0, 0, T0 + 10) == 0  # type: ignore[arg-type]
+    assert b.append(_Rows(_row(0.01, 2.0)), 2, 20, T0 + 1, T0 + 11, 0, 0, 0, T0 + 11) == 1  # type: ignore[arg-type]
     two = np.concatenate([_row(0.01, 3.0), _row(0.7, 4.0)])
-    assert b.append(_Rows(two), 1, 11, T0 + 5, T0 + 12, 2, 4) == 1  # type: ignore[arg-type]
+    assert b.append(_Rows(two), 1, 11, T0 + 5, T0 + 12, 2, 4, 0, T0 + 12) == 1  # type: ignore[arg-type]
     assert (b.rows, b.model_rows, b.idle_rows) == (4, 2, 2)
     assert b.source[:4].tolist() == [1, 2, 1, 1] and b.seq[:4].tolist() == [10, 20, 11, 11]
     assert b.flags[:4].tolist() == [2, 0, 2, 4]  # a frame's first window carries its GAP
@@ -147,16 +147,17 @@ def test_batch_keeps_arrival_order_and_moves_idle_rows_out_of_the_model_input() 
 
 def test_batch_without_an_idle_rule_sends_every_row_to_the_model() -> None:
     b = Batch(4, 4)
-    assert b.append(_Rows(_row(0.0, 1.0)), 1, 1, T0, T0, 0, 0) == 0  # type: ignore[arg-type]
+    assert b.append(_Rows(_row(0.0, 1.0)), 1, 1, T0, T0, 0, 0, 0, T0) == 0  # type: ignore[arg-type]
     assert (b.rows, b.model_rows) == (1, 1)
 
 
 def test_windows_of_one_long_frame_each_carry_their_own_acquisition_time() -> None:
     b = Batch(6, 4)
     three = np.concatenate([_row(0.5, 1.0), _row(0.5, 2.0), _row(0.5, 3.0)])
-    b.append(_Rows(three), 7, 40, T0, T0 + 9, 0, 0, hop_ns=5 * MS)  # type: ignore[arg-type]
+    b.append(_Rows(three), 7, 40, T0, T0 + 9, 0, 0, hop_ns=5 * MS, t_recv_ns=T0 + 2)  # type: ignore[arg-type]
     # the newest window ended at T0; each earlier one a hop before it
     assert b.t_acq_ns[:3].tolist() == [T0 - 10 * MS, T0 - 5 * MS, T0]
+    assert b.t_recv_ns[:3].tolist() == [T0 + 2] * 3  # one frame: one receive time
     assert b.earliest_acq_ns == T0 - 10 * MS
     assert b.next_deadline_ns(T0 - 5 * MS, 8 * MS) == T0 - 2 * MS  # the oldest one bounds it
     assert b.next_deadline_ns(T0, 8 * MS) == T0 + 3 * MS  # until it is late
