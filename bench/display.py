@@ -137,6 +137,13 @@ def table(rep: dict[str, Any]) -> Table:
         t.add_row("ours vs River HST", _fmt({"batch 1": river["onnx_batch_1_over_river"],
                                              "batch 32": river["onnx_batch_32_over_river"]}),
                   "x samples/s", "")
+    vs = (rep.get("baselines") or {}).get("pipeline_vs_plain") or {}
+    if vs.get("cpu_us_per_frame"):
+        t.add_row("CPU µs per frame", _fmt(vs["cpu_us_per_frame"]),
+                  "bus floor: relay and sink, no work", "")
+    if vs.get("ceiling_samples_per_cpu_s_ratio"):
+        t.add_row("ceiling vs plain", _fmt(vs["ceiling_samples_per_cpu_s_ratio"]),
+                  "x per CPU-second: plain's CPU per frame / the bus floor's", "")
     t.add_row("cpu %", _fmt({k: v for k, v in rep["cpu"].items() if k != "unit"}), "one core", "")
     if rep.get("placement"):
         t.add_row("pinned to CPUs", _fmt({k: v or "any" for k, v in rep["placement"].items()}),

@@ -2,7 +2,8 @@
 
 Pure core: it reads no clock, opens no socket and starts nothing; it turns counters, status
 replies, trip records and histograms it is handed into plain dicts (units in key names) and
-judges each must-show item of issue 4 against its bar. Top-level fields:
+judges each must-show item of issue 4 against its bar (``pipeline_over_plain`` also shows the
+ceiling the bus floor puts on that ratio). Top-level fields:
 
 ``offered_samples_per_s``, ``samples_per_s``, ``dropped_frames`` (and ``dropped_detail``),
 ``deadline_misses``, ``trip_latency_ms``, ``detection_delay_ms``, ``false_trips``, ``trips``,
@@ -130,7 +131,9 @@ def checks(rep: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     out["pipeline_over_plain"] = _check(
         None if plain is None else {"samples_per_cpu_s_ratio": plain["samples_per_cpu_s_ratio"],
                                     "samples_per_s_ratio": plain["samples_per_s_ratio"],
-                                    "p99_us": plain["p99_us"]},
+                                    "p99_us": plain["p99_us"],
+                                    "ceiling_samples_per_cpu_s_ratio":
+                                        plain.get("ceiling_samples_per_cpu_s_ratio")},
         ">= 5x samples per CPU-second at equal or better p99",
         None if plain is None else bool(plain["at_least_5x_per_cpu_s_at_equal_or_better_p99"]))
     return out
@@ -192,7 +195,7 @@ def build(raw: Mapping[str, Any], load: BenchLoad, seconds: float, deadline_ms: 
         "stages": stages(raw.get("monitor_stopped"), i0, i1, caught),
         "floors": raw.get("floors", {}),
         "baselines": _baselines(raw.get("baselines"), samples_per_s, raw.get("monitor_stopped"),
-                                raw.get("cpu", {}), compare),
+                                raw.get("cpu", {}), compare, load.channels * load.frame_samples),
         "load": {**asdict(load), "seconds": seconds, "deadline_ms": deadline_ms, "seed": seed,
                  "measured_s": round(wall_s, 3)},
         "cpu": {**raw.get("cpu", {}), "unit": "% of one core over the measured span"},
@@ -224,12 +227,14 @@ def _monitor(m0: Mapping[str, Any], m1: Mapping[str, Any]) -> dict[str, Any]:
 
 def _baselines(base: Mapping[str, Any] | None, samples_per_s: float,
                monitor_stopped: Mapping[str, Any] | None, cpu: Mapping[str, Any],
-               compare: Any) -> dict[str, Any]:
+               compare: Any, samples_per_frame: int) -> dict[str, Any]:
     """The baselines as measured, and the whole pipeline beside the plain one: samples/s as
     run (ours paced at the offered load, the plain one as fast as it goes, so this ratio
     cannot pass offered / plain), and samples per CPU-second (ours: the monitor's and the
     interlock's CPU; the plain one's: its process'), which compares capacity on a shared
-    machine."""
+    machine. The same in CPU µs per frame, beside the bus floor's (bench.relay): the plain
+    pipeline's over the floor's is the ceiling of the per-CPU-second ratio for any pipeline
+    that moves a frame message and a verdict message per frame through two processes."""
     if not base:
         return {"skipped": True}
     out = dict(base)
@@ -250,9 +255,21 @@ def _baselines(base: Mapping[str, Any] | None, samples_per_s: float,
         "samples_per_cpu_s": {"pipeline": round(ours_per_core, 1), "plain": round(plain_per_core, 1)},
         "samples_per_cpu_s_ratio": per_core,
         "at_least_5x_per_cpu_s_at_equal_or_better_p99": per_core >= BARS["pipeline_over_plain"] and p99_ok,
+        "cpu_us_per_frame": {"pipeline": _us_per_frame(ours_per_core, samples_per_frame),
+                             "plain": _us_per_frame(plain_per_core, samples_per_frame)},
         "pipeline_total_p99_us": round(float(total["p99"]) * 1e3, 1),
         "pipeline_p99_is": "monitor service: its frame received to the verdict published, "
                            "batch wait included, like the plain one's (receive returned to "
                            "decision); pipeline_total_p99_us adds the bus hop from acquisition",
     }
+    floor = base.get("bus_floor")
+    if floor and floor.get("total_us_per_frame"):
+        vs = out["pipeline_vs_plain"]
+        vs["cpu_us_per_frame"]["bus_floor"] = floor["total_us_per_frame"]
+        plain_us = vs["cpu_us_per_frame"]["plain"]
+        vs["ceiling_samples_per_cpu_s_ratio"] = round(plain_us / floor["total_us_per_frame"], 2)
     return out
+
+
+def _us_per_frame(samples_per_cpu_s: float, samples_per_frame: int) -> float:
+    return round(1e6 * samples_per_frame / samples_per_cpu_s, 1) if samples_per_cpu_s > 0 else 0.0

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench import baselines, cpu, floors
+from bench import baselines, cpu, floors, relay
 from bench.bundle import bench_fault, ensure_bundle, normal_rows
 from bench.cell import RESET_TOKEN, BenchCell, CellPlan
 from bench.cpu import ThreadReading
@@ -208,14 +208,18 @@ def bench_model(bundle_dir: Path, bank: SignalBank, tier: str | None = None) -> 
     return BenchModel(bundle.onnx_bytes, bundle.n_features, bundle.threshold, normal_rows(bank))
 
 
-def _baselines(bank: SignalBank, model: BenchModel, show: Show) -> dict[str, Any]:
-    """bench.baselines one after the other (the plain pipeline runs in this process)."""
+def _baselines(bank: SignalBank, model: BenchModel, cpus: dict[str, list[int]],
+               show: Show) -> dict[str, Any]:
+    """bench.baselines one after the other (the plain pipeline runs in this process), then
+    the bus floor (bench.relay) with the cell's placement."""
     out: dict[str, Any] = {"features": baselines.features_baseline(bank)}
     show.update(1.0, "numba vs numpy")
     out["river"] = baselines.river_baseline(model, bank.load)
     show.update(2.0, "River")
     out["plain_pipeline"] = baselines.plain_pipeline(bank.load, PLAIN_S, seed=bank.seed)
     show.update(3.0, "plain pipeline")
+    out["bus_floor"] = relay.bus_floor(bank.load, cpus, seed=bank.seed)
+    show.update(4.0, "bus floor")
     return out
 
 
@@ -267,8 +271,8 @@ def run_bench(opts: BenchOptions, show: Show) -> dict[str, Any]:
             for t in load_bundle(bundle_dir, DEV_KEY).tiers}
         show.update(1.0)
         if not opts.skip_baselines:
-            show.phase("baselines", 3.0)
-            out["baselines"] = _baselines(bank, model, show)
+            show.phase("baselines", 4.0)
+            out["baselines"] = _baselines(bank, model, out["placement"], show)
     except ControlTimeout as e:
         raise BenchSetupError(f"a process of the cell stopped answering: {e}") from None
     finally:

@@ -92,5 +92,15 @@ def test_the_pipeline_is_compared_with_the_plain_one_from_receive_to_decision() 
     # ours: the offered load on 10 % of a core (the feeder is not ours); plain: half of it on
     # a whole core
     assert vs["samples_per_cpu_s_ratio"] == 20.0
+    # per frame: ours 10 % of a core at 100 frames/s, plain 100 % at 50 frames/s
+    assert vs["cpu_us_per_frame"] == {"pipeline": 1000.0, "plain": 20000.0}
+    assert "ceiling_samples_per_cpu_s_ratio" not in vs  # no bus floor measured
+    floored = build({**raw, "baselines": {"plain_pipeline": plain,
+                                          "bus_floor": {"total_us_per_frame": 400.0}}},
+                    LOAD, seconds=2.0, deadline_ms=10.0, seed=0, compare=compare_to_plain)
+    fvs = floored["baselines"]["pipeline_vs_plain"]
+    assert fvs["cpu_us_per_frame"]["bus_floor"] == 400.0
+    assert fvs["ceiling_samples_per_cpu_s_ratio"] == 50.0  # 20000 / 400
+    assert floored["checks"]["pipeline_over_plain"]["value"]["ceiling_samples_per_cpu_s_ratio"] == 50.0
     assert vs["at_least_5x_per_cpu_s_at_equal_or_better_p99"] is True
     assert rep["stages"]["service"]["p99_us"] == 300.0

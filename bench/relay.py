@@ -1,0 +1,196 @@
+"""The bus alone: what moving the cell's messages costs, with no work done on them (shell).
+
+The cell's pipeline has this shape: a frame message from the DAQ into the monitor's process,
+a verdict message from there into the interlock's. Both processes pay for the transport
+whatever they compute: ZeroMQ's I/O threads, the wake-ups, the receive and send calls.
+``bus_floor`` measures that part alone at the bench load. The paced feeder (bench.feeder)
+publishes the frames; ``python -m bench.relay relay`` receives each one whole (both parts,
+decoded not at all) and publishes one verdict-sized message per frame; ``python -m
+bench.relay sink`` receives those. Each is pinned and prioritised as the process it stands
+for (bench.cell.placement, the cell's SCHED_FIFO priorities), and waits in a blocking
+receive, the cheapest wait there is.
+
+Their CPU per frame is a floor under the monitor's and the interlock's: a pipeline that keeps
+this message structure spends at least this per frame on this machine. The plain pipeline's
+CPU per frame divided by it bounds the per-CPU-second ratio such a pipeline can reach here
+(bench.report: ``ceiling_samples_per_cpu_s_ratio``). CPU is read from ``/proc`` (bench.cpu)
+over ``seconds`` once frames flow; frames are the paced load's, checked against what the
+relay received. It decides nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import zmq
+
+from bench import cpu
+from bench.errors import BenchSetupError
+from bench.feeder import Feeder, FeedPlan
+from bench.signals import BenchLoad
+from tripwire.supervisor import end_process
+
+VERDICT_BYTES = 120  # about one encoded verdict
+RECV_TIMEOUT_MS = 100  # a blocked receive wakes this often to look for the stop signal
+READY_S = 60.0  # the feeder builds its signal bank before the first frame
+STOP_S = 5.0
+POLL_S = 0.05
+# SCHED_FIFO of the cell's processes (tripwire.stack.demo_table): the relay stands for the
+# monitor, the sink for the interlock, the feeder for the DAQ.
+PRIORITY = {"relay": 40, "sink": 50, "feeder": 30}
+
+
+def bus_floor(load: BenchLoad, cpus: dict[str, list[int]], *, seconds: float = 4.0,
+              warm_s: float = 1.0, seed: int = 0) -> dict[str, Any]:
+    """CPU per frame of the null relay (for the monitor) and sink (for the interlock) at
+    ``load``, pinned as ``cpus`` places the monitor and the interlock."""
+    with tempfile.TemporaryDirectory(prefix="tw-bench-") as tmp:
+        frames, out = f"ipc://{tmp}/frames", f"ipc://{tmp}/out"
+        reports = {role: Path(tmp) / f"{role}.json" for role in ("relay", "sink")}
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            for role, sub, pub, where in (("sink", out, "", cpus["interlock"]),
+                                          ("relay", frames, out, cpus["monitor"])):
+                argv = [sys.executable, "-m", "bench.relay", role, "--sub", sub, "--pub", pub,
+                        "--cpus", ",".join(map(str, where)), "--priority", str(PRIORITY[role]),
+                        "--report", str(reports[role])]
+                procs[role] = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            plan = FeedPlan(load, frames, socket="pub", paced=True, seed=seed, hwm=1000,
+                            priority=PRIORITY["feeder"])
+            with Feeder(plan) as feeder:
+                _wait_flowing(reports, procs, feeder)
+                time.sleep(warm_s)
+                t0, before = time.monotonic_ns(), {r: cpu.ticks(p.pid) for r, p in procs.items()}
+                time.sleep(seconds)
+                t1, after = time.monotonic_ns(), {r: cpu.ticks(p.pid) for r, p in procs.items()}
+        finally:
+            for p in procs.values():
+                end_process(p, STOP_S)
+                if p.stderr is not None:
+                    p.stderr.close()
+        received = {r: _received(path) for r, path in reports.items()}
+    wall_s = (t1 - t0) / 1e9
+    pct = cpu.percent(before, after, wall_s)
+    per_frame = {r: round(1e4 * float(pct[r] or 0.0) / load.frames_per_s, 1) for r in procs}
+    return {
+        "measured_s": round(wall_s, 3),
+        "frames_per_s": load.frames_per_s,
+        "cpu_percent": {r: pct[r] for r in ("relay", "sink")},
+        "relay_us_per_frame": per_frame["relay"],
+        "sink_us_per_frame": per_frame["sink"],
+        "total_us_per_frame": round(per_frame["relay"] + per_frame["sink"], 1),
+        "received": received,
+        "placement": {"relay": cpus["monitor"], "sink": cpus["interlock"]},
+    }
+
+
+def _wait_flowing(reports: dict[str, Path], procs: dict[str, subprocess.Popen[bytes]],
+                  feeder: Feeder) -> None:
+    """Until the sink has had a message, which means frames pass the relay."""
+    deadline = time.monotonic() + READY_S
+    while _received(reports["sink"]) <= 0:
+        for role, p in procs.items():
+            if p.poll() is not None:
+                err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+                raise BenchSetupError(f"bus floor: the {role} exited with {p.returncode}: "
+                                      f"{err.strip()[-300:]}")
+        why = feeder.failure()
+        if why:
+            raise BenchSetupError(why)
+        if time.monotonic() > deadline:
+            raise BenchSetupError(f"bus floor: no message through the relay in {READY_S:g} s")
+        time.sleep(POLL_S)
+
+
+def _received(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text())["received"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _write(path: str, received: int) -> None:
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps({"received": received}))
+    os.replace(tmp, path)
+
+
+def run(role: str, sub_ep: str, pub_ep: str, cpus: list[int], priority: int, report: str) -> int:
+    """The child: receive until SIGTERM; the relay answers each message with one of its own.
+    Writes ``{"received": n}`` to ``report`` on its first message and as it ends."""
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    ctx: zmq.Context[Any] = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.RCVTIMEO, RECV_TIMEOUT_MS)
+    pub = ctx.socket(zmq.PUB) if role == "relay" else None
+    received = 0
+    try:
+        if pub is not None:
+            pub.setsockopt(zmq.LINGER, 0)
+            pub.bind(pub_ep)
+            sub.bind(sub_ep)  # the feeder connects, as to the monitor
+        else:
+            sub.connect(sub_ep)
+        from tripwire import realtime  # structlog only here, as the cell's processes do
+
+        realtime.apply(priority, f"bench_{role}", cpus)  # every thread: the I/O one too
+        verdict = bytes(VERDICT_BYTES)
+        while not stopping:
+            try:
+                sub.recv_multipart(copy=False)
+            except zmq.Again:
+                continue
+            received += 1
+            if pub is not None:
+                pub.send(verdict, zmq.NOBLOCK)
+            if received == 1:
+                _write(report, received)
+    except zmq.ZMQError as e:
+        print(f"bench.relay {role}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        sub.close(0)
+        if pub is not None:
+            pub.close(0)
+        ctx.term()
+    _write(report, received)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.relay", description=__doc__.splitlines()[0])
+    p.add_argument("role", choices=("relay", "sink"))
+    p.add_argument("--sub", required=True, help="relay: bind here for frames; sink: connect")
+    p.add_argument("--pub", default="", help="relay: bind here for its messages")
+    p.add_argument("--cpus", default="", help="comma-separated CPUs to pin to (empty: none)")
+    p.add_argument("--priority", type=int, default=0, help="SCHED_FIFO priority (0: none)")
+    p.add_argument("--report", required=True)
+    a = p.parse_args(argv)
+    if a.role == "relay" and not a.pub:
+        p.error("relay: --pub is required")
+    cpus = [int(c) for c in a.cpus.split(",") if c]
+    return run(a.role, a.sub, a.pub, cpus, a.priority, a.report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
