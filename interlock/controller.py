@@ -157,7 +157,11 @@ class Interlock:
         self._misses_unreported += 1
         if not self._allow("deadline_miss", now_ns):
             return
+        # Where the age went: the monitor (window's last sample -> verdict stamped) and the
+        # rest (the bus and this loop); both clocks are this host's monotonic one.
         facts = {"count": self._misses_unreported, "age_ms": round(age_ns / 1e6, 3),
+                 "monitor_ms": round((v.t_verdict_ns - v.t_acq_ns) / 1e6, 3),
+                 "after_monitor_ms": round((now_ns - v.t_verdict_ns) / 1e6, 3),
                  "budget_ms": self.cfg.verdict_budget_ms, "source_id": v.source_id, "seq": v.seq}
         self._misses_unreported = 0
         self._journal("deadline_miss", now_ns, facts)

@@ -158,9 +158,12 @@ def test_a_journal_commit_in_the_verdict_path_counts_as_a_busy_spell(
     il, _plc, journal = parts
     arm(il)
     now = time.monotonic_ns()
-    late = Verdict(1, 1, 1, now - 700 * MS, now, 1.0, 2.0, Level.OK, VerdictFlag.NONE, 0,
-                   b"model-01", ())
+    late = Verdict(1, 1, 1, now - 700 * MS, now - 500 * MS, 1.0, 2.0, Level.OK,
+                   VerdictFlag.NONE, 0, b"model-01", ())
     il.on_message(encode_verdict(late), now)  # over the 600 ms budget: a journaled miss
-    assert any(e.kind == "deadline_miss" for e in journal.entries())
+    (miss,) = [e for e in journal.entries() if e.kind == "deadline_miss"]
+    # where the age went: 200 ms before the monitor stamped it, 500 ms after
+    assert (miss.data["age_ms"], miss.data["monitor_ms"], miss.data["after_monitor_ms"]) == (
+        700.0, 200.0, 500.0)
     start, end = il.watch.busy_spell
     assert now <= start <= end  # verdicts queued behind that commit are not the monitor's fault
