@@ -73,27 +73,28 @@ class CellPlan:
 
 
 def placement(available: Iterable[int]) -> dict[str, list[int]]:
-    """The CPU each of the monitor and the interlock is pinned to: one apiece, the interlock
-    on the lowest of ``available``, the monitor on the highest; with a single CPU, neither is
-    pinned.
+    """The CPUs of the monitor's loop, of its ZeroMQ I/O thread and of the interlock: with two
+    or more of ``available``, the monitor's loop alone on the highest, the interlock and the
+    monitor's I/O thread on the lowest; with one, nothing is pinned.
 
-    Apart, where the demo's light cell shares one CPU: at plant load the two wake each
-    other thousands of times a second, and on a shared CPU each verdict message preempts the
-    monitor. On the 2-core VM at 16 x 64 x 25.6 kHz, apart took the least CPU and had the
-    lowest service p99 of the three placements (unpinned, apart, shared); shared missed
-    deadlines, that CPU being busy with real-time work most of the time (closing note of
+    Apart, where the demo's light cell shares one CPU: at plant load the two wake each other
+    thousands of times a second, and on a shared CPU each verdict message preempts the
+    monitor. The monitor's I/O thread goes with the interlock: beside the loop, at the same
+    SCHED_FIFO priority, it waits while the loop computes and frames queue in the kernel; on
+    the other CPU it moves them meanwhile. On the 2-core VM at 16 x 64 x 25.6 kHz this took
+    the least CPU of the placements tried and missed the fewest deadlines (closing note of
     issue 4, session 6)."""
     cpus = sorted(set(available))
     if len(cpus) < 2:
-        return {"monitor": [], "interlock": []}
-    return {"monitor": [cpus[-1]], "interlock": [cpus[0]]}
+        return {"monitor": [], "monitor_io": [], "interlock": []}
+    return {"monitor": [cpus[-1]], "monitor_io": [cpus[0]], "interlock": [cpus[0]]}
 
 
 def cell_table(plan: CellPlan, endpoints: dict[str, str], plc_port: int,
                cpus: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """The config the monitor and interlock load; ``cpus``: their placement (default:
     unpinned)."""
-    cpus = cpus or {"monitor": [], "interlock": []}
+    cpus = cpus or {"monitor": [], "monitor_io": [], "interlock": []}
     load = plan.load
     demo = demo_table(bundle=str(plan.bundle), deadline_ms=plan.deadline_ms,
                       reset_token=RESET_TOKEN)
@@ -104,7 +105,7 @@ def cell_table(plan: CellPlan, endpoints: dict[str, str], plc_port: int,
                      "sample_rate_hz": load.rate_hz, "frame_samples": load.frame_samples}
                     for m in range(load.machines)],
         "monitor": {**demo["monitor"], "window": load.window, "hop": load.hop,
-                    "cpus": cpus["monitor"]},
+                    "cpus": cpus["monitor"], "io_cpus": cpus["monitor_io"]},
         "interlock": {**il, "cpus": cpus["interlock"], "journal": str(plan.run_dir / "journal.sqlite"),
                       "modbus": {"port": plc_port}},
         "log": {"format": "json", "level": "info"},

@@ -59,11 +59,12 @@ def bus_floor(load: BenchLoad, cpus: dict[str, list[int]], *, seconds: float = 4
         reports = {role: Path(tmp) / f"{role}.json" for role in ("relay", "sink")}
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
-            for role, sub, pub, where in (("sink", out, "", cpus["interlock"]),
-                                          ("relay", frames, out, cpus["monitor"])):
+            for role, sub, pub, where, io in (
+                    ("sink", out, "", cpus["interlock"], []),
+                    ("relay", frames, out, cpus["monitor"], cpus["monitor_io"])):
                 argv = [sys.executable, "-m", "bench.relay", role, "--sub", sub, "--pub", pub,
-                        "--cpus", ",".join(map(str, where)), "--priority", str(PRIORITY[role]),
-                        "--report", str(reports[role])]
+                        "--cpus", ",".join(map(str, where)), "--io-cpus", ",".join(map(str, io)),
+                        "--priority", str(PRIORITY[role]), "--report", str(reports[role])]
                 procs[role] = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             plan = FeedPlan(load, frames, socket="pub", paced=True, seed=seed, hwm=1000,
@@ -91,7 +92,8 @@ def bus_floor(load: BenchLoad, cpus: dict[str, list[int]], *, seconds: float = 4
         "sink_us_per_frame": per_frame["sink"],
         "total_us_per_frame": round(per_frame["relay"] + per_frame["sink"], 1),
         "received": received,
-        "placement": {"relay": cpus["monitor"], "sink": cpus["interlock"]},
+        "placement": {"relay": cpus["monitor"], "relay_io": cpus["monitor_io"],
+                      "sink": cpus["interlock"]},
     }
 
 
@@ -126,7 +128,8 @@ def _write(path: str, received: int) -> None:
     os.replace(tmp, path)
 
 
-def run(role: str, sub_ep: str, pub_ep: str, cpus: list[int], priority: int, report: str) -> int:
+def run(role: str, sub_ep: str, pub_ep: str, cpus: list[int], io_cpus: list[int], priority: int,
+        report: str) -> int:
     """The child: receive until SIGTERM; the relay answers each message with one of its own.
     Writes ``{"received": n}`` to ``report`` on its first message and as it ends."""
     stopping = False
@@ -153,7 +156,7 @@ def run(role: str, sub_ep: str, pub_ep: str, cpus: list[int], priority: int, rep
             sub.connect(sub_ep)
         from tripwire import realtime  # structlog only here, as the cell's processes do
 
-        realtime.apply(priority, f"bench_{role}", cpus)  # every thread: the I/O one too
+        realtime.apply(priority, f"bench_{role}", cpus, io_cpus)  # the I/O thread too
         verdict = bytes(VERDICT_BYTES)
         while not stopping:
             try:
@@ -183,13 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sub", required=True, help="relay: bind here for frames; sink: connect")
     p.add_argument("--pub", default="", help="relay: bind here for its messages")
     p.add_argument("--cpus", default="", help="comma-separated CPUs to pin to (empty: none)")
+    p.add_argument("--io-cpus", default="", help="CPUs for ZeroMQ's I/O thread (empty: as --cpus)")
     p.add_argument("--priority", type=int, default=0, help="SCHED_FIFO priority (0: none)")
     p.add_argument("--report", required=True)
     a = p.parse_args(argv)
     if a.role == "relay" and not a.pub:
         p.error("relay: --pub is required")
     cpus = [int(c) for c in a.cpus.split(",") if c]
-    return run(a.role, a.sub, a.pub, cpus, a.priority, a.report)
+    io_cpus = [int(c) for c in a.io_cpus.split(",") if c]
+    return run(a.role, a.sub, a.pub, cpus, io_cpus, a.priority, a.report)
 
 
 if __name__ == "__main__":

@@ -156,6 +156,7 @@ def build(raw: Mapping[str, Any], load: BenchLoad, seconds: float, deadline_ms: 
     dropped = max(0, offered_seq - accepted)
     c0, c1 = i0.get("counters", {}), i1.get("counters", {})
     judged, busy = _delta(c0, c1, "deadline_misses"), _delta(c0, c1, "late_while_busy")
+    unarmed = _delta(c0, c1, "late_before_armed")
     flagged = _delta(c0, c1, "late_verdicts")
     schedule: tuple[FaultWindow, ...] = raw["schedule"]
     match = match_trips(span.records, schedule, load, raw.get("votes_n", 5))
@@ -178,6 +179,7 @@ def build(raw: Mapping[str, Any], load: BenchLoad, seconds: float, deadline_ms: 
                                                     "by ZeroMQ by design"}},
         "deadline_misses": {"total": judged + flagged, "interlock_judged_late": judged,
                             "of_which_while_interlock_busy": busy,
+                            "of_which_acquired_before_arming": unarmed,
                             "of_which_around_resets": span.misses_around_resets,
                             "monitor_flagged_late": flagged,
                             "note": "a verdict the monitor flagged LATE is usually judged late "

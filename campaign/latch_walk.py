@@ -60,6 +60,7 @@ STEPS: dict[str, int] = {  # step -> weight
     "plc_refuse": 2, "plc_up": 6, "plc_drop": 3, "watchdog_off": 1, "watchdog_on": 3,
     "restart": 4, "reset": 12, "acknowledge": 4, "inhibit": 1, "status": 2,
 }
+LATE_AGE_NS = 8 * MS  # a late burst's verdicts: past the walk's verdict budget
 QUIET_STEPS = frozenset({"pass", "gap", "verdict_ok", "revive", "silence", "model_error", "plc_down",
                          "plc_refuse", "plc_up", "plc_drop", "watchdog_off", "watchdog_on",
                          "acknowledge", "inhibit", "status"})
@@ -71,6 +72,7 @@ class Before:
     state: State
     trips: int
     undelivered: bool
+    since_ns: int = 0  # when the latch entered ``state`` (for ARMED: when it armed)
 
 
 class Violation(Exception):
@@ -197,7 +199,8 @@ class Walk:
                 step = self.rng.choices(names, weights)[0]
                 il = self._ctl()
                 before = Before(il.latch.latched, il.latch.state, len(il.trips),
-                                bool(il.status()["stop_undelivered"]) if step == "reset" else False)
+                                bool(il.status()["stop_undelivered"]) if step == "reset" else False,
+                                il.latch.since_ns)
                 fresh_before = self._fresh()
                 result = self.apply(step)
                 self.check(step, before, result, fresh_before=fresh_before, index=i)
@@ -227,7 +230,7 @@ class Walk:
             if self.alive:
                 if step == "late_burst":
                     for _ in range(self.cfg.late_trip_after):
-                        self._verdict(Level.OK, 8 * MS)
+                        self._verdict(Level.OK, LATE_AGE_NS)
                 else:
                     self._verdict(Level.TRIP if step == "verdict_trip" else Level.OK, 2 * MS)
             il.tick(self.now_ns)
@@ -305,8 +308,14 @@ class Walk:
             need(result.get("ok") is True and result.get("state") == str(latch.state)
                  and result.get("latched") == latch.latched, "status disagrees with the latch")
         armed_before = before.state is State.ARMED
+        # A late burst trips when its verdicts were acquired after the latch armed; one from
+        # before (drained just after arming) is counted as misses and builds no streak.
+        of_armed_period = step != "late_burst" or self.now_ns - LATE_AGE_NS >= before.since_ns
         if armed_before and step in ("verdict_trip", "late_burst") and self.alive:
-            need(latch.state is State.TRIPPED, f"armed, {step}, no trip")
+            if of_armed_period:
+                need(latch.state is State.TRIPPED, f"armed, {step}, no trip")
+            else:
+                self._count("late_burst_from_before_arming")
         if step in ("manual_trip", "internal_error"):
             need(latch.state is State.TRIPPED, f"{step} did not trip")
         if armed_before and step in ("pass", "gap") and not self._fresh():

@@ -372,7 +372,7 @@ class Interlock:
         self._relinked.clear()
         for sink in self.sinks:  # permit 1 is confirmed everywhere again
             self.alarms.clear(f"plc_permit_lost:{sink.name}")
-        self.watch.reset_streak()
+        self.watch.armed(now_ns)
         self.pump.start(now_ns + self.pump.period_ns)
         self._journal("armed", self.clock(), {"targets": self._targets()})
         self._log.info("interlock_armed", targets=self._targets(), plc_heartbeat_ms=self.cfg.plc_heartbeat_ms)

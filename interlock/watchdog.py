@@ -133,6 +133,7 @@ class Counters:
     ignored_trip_verdicts: int = 0
     deadline_misses: int = 0
     late_while_busy: int = 0  # of those, queued while the interlock itself was busy
+    late_before_armed: int = 0  # of those, acquired before the latch last armed
     self_stalls: int = 0  # wake-ups of the interlock at least STALL_MIN_NS late
     self_stall_max_us: int = 0
     late_verdicts: int = 0
@@ -169,7 +170,7 @@ class MonitorWatch:
 
     __slots__ = ("limits", "counters", "_verdict_seq", "_hb_seq", "_hb_changed_ns",
                  "_first_hb_ns", "_last_hb", "_late_streak", "_busy_from_ns",
-                 "_busy_until_ns", "_stall_end_ns")
+                 "_busy_until_ns", "_stall_end_ns", "_armed_from_ns")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -183,6 +184,7 @@ class MonitorWatch:
         self._busy_from_ns = 0
         self._busy_until_ns = 0
         self._stall_end_ns = 0
+        self._armed_from_ns = 0  # when the latch last armed: streaks count from there
 
     # -- inputs --
     def on_decode_error(self, reason: str = "") -> None:
@@ -218,8 +220,14 @@ class MonitorWatch:
         age_ns = now_ns - v.t_acq_ns
         late = age_ns > lim.verdict_budget_ns
         streak_trip = False
-        if late and (self._busy_from_ns - lim.verdict_budget_ns <= v.t_acq_ns
-                     < self._busy_until_ns - lim.verdict_budget_ns):
+        if late and v.t_acq_ns < self._armed_from_ns:
+            # Acquired before the latch armed (queued through start-up, a trip or a reset,
+            # drained after arming): a deadline miss all the same, but from a time the machine
+            # had no permit; the armed period's timeliness is judged from its own verdicts.
+            c.deadline_misses += 1
+            c.late_before_armed += 1
+        elif late and (self._busy_from_ns - lim.verdict_budget_ns <= v.t_acq_ns
+                       < self._busy_until_ns - lim.verdict_budget_ns):
             # Late because the interlock itself was busy (a command, arming) while it queued:
             # still in budget when the busy spell began, out of it when the spell ended. A
             # deadline miss all the same, but no evidence against the monitor's timeliness.
@@ -279,8 +287,11 @@ class MonitorWatch:
         hb = self._last_hb
         return hb is not None and bool(hb.flags & HeartbeatFlag.MODEL_ERROR)
 
-    def reset_streak(self) -> None:
+    def armed(self, now_ns: int) -> None:
+        """The latch armed at ``now_ns``: late streaks start over, built only by verdicts
+        acquired from then on."""
         self._late_streak.clear()
+        self._armed_from_ns = now_ns
 
     @property
     def busy_spell(self) -> tuple[int, int]:

@@ -115,7 +115,8 @@ def run(cfg: Config, scorer: Scorer | None, spec: FeatureSpec, threshold: float,
     gc.freeze()  # start-up objects never get scanned again: shorter collections later
     gc_pauses = _GcPauses()
     gc.callbacks.append(gc_pauses)
-    realtime.apply(cfg.monitor.realtime_priority, "monitor", cfg.monitor.cpus)  # once warm, not before
+    realtime.apply(cfg.monitor.realtime_priority, "monitor", cfg.monitor.cpus,  # once warm
+                   cfg.monitor.io_cpus)
     try:
         start = tiers.tiers[tiers.start]
         log.info("monitor_ready", warmup_ms=round((time.monotonic_ns() - t0) / 1e6, 1),

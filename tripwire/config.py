@@ -117,7 +117,12 @@ class MonitorConfig:
     realtime_priority: int = 0
     # CPUs the process runs on (empty = any). Give the monitor and the interlock the same
     # one: a CPU that stalls then stalls both, and the interlock can tell (tripwire/realtime.py).
+    # At plant load give them one each instead (README, "Configuration").
     cpus: list[int] = field(default_factory=list)
+    # CPUs for ZeroMQ's I/O thread alone (empty = as ``cpus``). At plant load, the
+    # interlock's: the monitor's loop then has its CPU to itself, and frames and verdicts move
+    # while it computes (tripwire/realtime.py).
+    io_cpus: list[int] = field(default_factory=list)
     # Test-only fault hooks (the fault-injection campaign): SIGUSR1 makes the next model call
     # sleep fault_stall_ms. Off in every real deployment; logged loudly when on.
     fault_hooks: bool = False
@@ -177,6 +182,7 @@ class MonitorConfig:
                               f"{self.bundle_key_file!r}")
         _priority(f"{key}.realtime_priority", self.realtime_priority)
         _cpus(f"{key}.cpus", self.cpus)
+        _cpus(f"{key}.io_cpus", self.io_cpus)
         if not 0 < self.fault_stall_ms <= 60_000:
             raise ConfigError(f"{key}.fault_stall_ms: must be in (0, 60000], got {self.fault_stall_ms}")
         if not 1 <= self.batch_max_rows <= MAX_BATCH_ROWS:

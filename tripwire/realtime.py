@@ -23,6 +23,15 @@ from collections.abc import Sequence
 import structlog
 
 
+# ZeroMQ names its I/O threads so. On their own CPU (``io_cpus``) they move messages while the
+# process' loop computes; on the loop's CPU at the same SCHED_FIFO priority, a busy loop holds
+# them off until it blocks (FIFO does not share a CPU between equals), and frames wait in the
+# kernel meanwhile. Measured at plant load (README, "Configuration"): one step of priority
+# above the loop instead moved frames sooner but preempted the loop at every verdict sent,
+# which doubled its p99 from frame to verdict.
+IO_THREAD_PREFIX = "ZMQbg/IO"
+
+
 def _threads() -> list[int]:
     try:
         return [int(t) for t in os.listdir("/proc/self/task")]
@@ -30,21 +39,28 @@ def _threads() -> list[int]:
         return [0]
 
 
-def apply(priority: int, component: str, cpus: Sequence[int] = ()) -> bool:
-    """Pin this process to ``cpus`` (empty: leave it alone) and switch it to SCHED_FIFO at
-    ``priority`` (1..99; 0 leaves it alone). True when the priority was taken."""
+def apply(priority: int, component: str, cpus: Sequence[int] = (),
+          io_cpus: Sequence[int] = ()) -> bool:
+    """Pin this process to ``cpus`` (empty: leave it alone), ZeroMQ's I/O threads to
+    ``io_cpus`` (empty: as the rest), and switch it to SCHED_FIFO at ``priority`` (1..99; 0
+    leaves it alone). True when the priority was taken."""
     log = structlog.get_logger(component=component)
     # Every thread of the process, not only the caller: ZeroMQ's I/O thread moves the bytes,
     # and a context created before this call would otherwise keep its old CPU and priority.
     tids = _threads()
-    if cpus:
+    io = [tid for tid in tids if _name(tid).startswith(IO_THREAD_PREFIX)] if io_cpus else []
+    if cpus or io:
         try:
             for tid in tids:
-                os.sched_setaffinity(tid, set(cpus))
+                where = io_cpus if tid in io else cpus
+                if where:
+                    os.sched_setaffinity(tid, set(where))
         except (OSError, AttributeError) as e:
-            log.warning("cpu_pinning_denied", cpus=list(cpus), error=str(e))
+            log.warning("cpu_pinning_denied", cpus=list(cpus), io_cpus=list(io_cpus),
+                        error=str(e))
         else:
-            log.info("cpu_pinned", cpus=sorted(cpus), threads=len(tids))
+            log.info("cpu_pinned", cpus=sorted(cpus), threads=len(tids),
+                     io_cpus=sorted(io_cpus) if io else None)
     if priority <= 0:
         return False
     try:
@@ -55,3 +71,11 @@ def apply(priority: int, component: str, cpus: Sequence[int] = ()) -> bool:
         return False
     log.info("realtime_scheduling", policy="fifo", priority=priority, threads=len(tids))
     return True
+
+
+def _name(tid: int) -> str:
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""

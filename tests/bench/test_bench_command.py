@@ -58,6 +58,7 @@ def test_short_run_trips_and_reports(tmp_path: Path, cache: Path,
     assert (cell / "logs" / "monitor.log").exists() and (cell / "tripwire.toml").exists()
     ran = config.load(cell / "tripwire.toml")  # the placement reported is the one that ran
     assert rep["placement"] == {"monitor": list(ran.monitor.cpus),
+                                "monitor_io": list(ran.monitor.io_cpus),
                                 "interlock": list(ran.interlock.cpus)}
     assert rep["placement"] == placement(os.sched_getaffinity(0))
     assert "tripwire bench" in capsys.readouterr().out  # the table

@@ -24,7 +24,8 @@ def test_bus_floor_moves_every_frame_and_costs_it() -> None:
     assert fig["relay_us_per_frame"] >= 0 and fig["sink_us_per_frame"] >= 0
     assert fig["total_us_per_frame"] == pytest.approx(
         fig["relay_us_per_frame"] + fig["sink_us_per_frame"], abs=0.11)
-    assert fig["placement"] == {"relay": cpus["monitor"], "sink": cpus["interlock"]}
+    assert fig["placement"] == {"relay": cpus["monitor"], "relay_io": cpus["monitor_io"],
+                                "sink": cpus["interlock"]}
     assert 0.9 <= fig["measured_s"] < 5.0
     left = subprocess.run(["pgrep", "-f", "-m bench.relay"], capture_output=True, text=True)
     assert left.stdout.strip() == "", left.stdout

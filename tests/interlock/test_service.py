@@ -380,7 +380,10 @@ def test_timeliness_trips_after_consecutive_late_verdicts(
         zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
     il = start(running, make_cfg(ipc_dir, tmp_path / "j.sqlite", modbus_port=modbus_plc.port), zmq_ctx)
     il.wait_state("ARMED")
-    old = time.monotonic_ns() - 5_000_000_000  # acquired 5 s ago: far beyond the 600 ms budget
+    # Late verdicts of the armed period: acquired after arming, 700 ms old against the 600 ms
+    # budget (verdicts acquired before arming count as misses but build no streak).
+    time.sleep(1.0)
+    old = time.monotonic_ns() - 700_000_000
     monitor.send_verdict(Level.OK, t_acq_ns=old)
     monitor.send_verdict(Level.OK, t_acq_ns=old)
     wait_until(lambda: il.status()["counters"]["deadline_misses"] == 2, 10, "two misses")
@@ -388,6 +391,20 @@ def test_timeliness_trips_after_consecutive_late_verdicts(
     monitor.send_verdict(Level.OK, t_acq_ns=old)
     st = il.wait_state("TRIPPED")
     assert st["trips"][0]["reason"] == "late_verdicts"
+
+
+def test_verdicts_from_before_arming_are_misses_but_never_trip(
+        ipc_dir: Path, tmp_path: Path, modbus_plc: ModbusPlc, monitor: FakeMonitor,
+        zmq_ctx: zmq.Context[Any], running: list[RunningInterlock]) -> None:
+    before = time.monotonic_ns()  # a backlog acquired while the interlock was starting
+    il = start(running, make_cfg(ipc_dir, tmp_path / "j.sqlite", modbus_port=modbus_plc.port), zmq_ctx)
+    il.wait_state("ARMED")
+    time.sleep(0.7)  # past the 600 ms budget
+    for _ in range(3):  # a late streak's worth, from one source
+        monitor.send_verdict(Level.OK, t_acq_ns=before)
+    wait_until(lambda: il.status()["counters"]["late_before_armed"] == 3, 10, "three misses")
+    st = il.status()
+    assert st["counters"]["deadline_misses"] == 3 and st["state"] == "ARMED"
 
 
 def test_bad_input_is_counted_never_fatal(

@@ -310,3 +310,16 @@ def test_a_verdict_already_late_when_the_busy_spell_began_is_not_excused() -> No
     stale = [w.on_verdict(verdict(i, 50 * MS), 120 * MS) for i in range(1, 4)]  # 50 ms old at start
     assert [r.late_streak_trip for r in stale] == [False, False, True]
     assert w.counters.late_while_busy == 0
+
+
+def test_verdicts_acquired_before_arming_do_not_build_a_late_streak() -> None:
+    w = MonitorWatch(LIMITS)  # budget 6 ms
+    w.armed(100 * MS)
+    # Queued through start-up and drained only after arming: 30 ms old, three from one source.
+    backlog = [w.on_verdict(verdict(i, (70 + i) * MS), 101 * MS) for i in range(1, 4)]
+    assert all(r.late for r in backlog) and not any(r.late_streak_trip for r in backlog)
+    assert w.counters.deadline_misses == 3 and w.counters.late_before_armed == 3
+    # The armed period's own late verdicts build one as usual.
+    armed = [w.on_verdict(verdict(i, (100 + i) * MS), (110 + i) * MS) for i in range(4, 7)]
+    assert [r.late_streak_trip for r in armed] == [False, False, True]
+    assert w.counters.late_before_armed == 3 and w.counters.deadline_misses == 6

@@ -34,6 +34,7 @@ def test_minimal_config_gets_defaults() -> None:
         ({"sources": [SRC], "decision": {"k": 6, "n": 5}}, "decision.k"),
         ({"sources": [SRC], "monitor": {"cpus": [1, 1]}}, "monitor.cpus"),
         ({"sources": [SRC], "interlock": {"cpus": [-1]}}, "interlock.cpus"),
+        ({"sources": [SRC], "monitor": {"io_cpus": [4096]}}, "monitor.io_cpus"),
         ({}, "sources"),
     ],
 )

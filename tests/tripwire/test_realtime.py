@@ -27,3 +27,31 @@ def test_apply_pins_every_thread_and_leaves_the_priority_at_zero() -> None:
                          text=True, timeout=60, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"main": [cpu], "thread": [cpu], "policy": os.SCHED_OTHER}
+
+
+IO_CHILD = """
+import json, os, sys
+import zmq
+from tripwire import realtime
+ctx = zmq.Context()
+ctx.socket(zmq.PUB).close(0)  # the context's I/O thread is running now
+loop_cpu, io_cpu = int(sys.argv[1]), int(sys.argv[2])
+realtime.apply(0, "test", [loop_cpu], [io_cpu])
+where = {}
+for tid in os.listdir("/proc/self/task"):
+    with open(f"/proc/self/task/{tid}/comm") as f:
+        name = f.read().strip()
+    where.setdefault("io" if name.startswith("ZMQbg/IO") else "rest", set()).update(
+        os.sched_getaffinity(int(tid)))
+ctx.term()
+print(json.dumps({k: sorted(v) for k, v in where.items()}))
+"""
+
+
+def test_io_cpus_take_zeromqs_io_thread_apart_from_the_loop() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    loop_cpu, io_cpu = cpus[-1], cpus[0]  # the same CPU on a one-CPU machine: still checked
+    out = subprocess.run([sys.executable, "-c", IO_CHILD, str(loop_cpu), str(io_cpu)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"io": [io_cpu], "rest": [loop_cpu]}
