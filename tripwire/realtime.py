@@ -42,8 +42,9 @@ def _threads() -> list[int]:
 def apply(priority: int, component: str, cpus: Sequence[int] = (),
           io_cpus: Sequence[int] = ()) -> bool:
     """Pin this process to ``cpus`` (empty: leave it alone), ZeroMQ's I/O threads to
-    ``io_cpus`` (empty: as the rest), and switch it to SCHED_FIFO at ``priority`` (1..99; 0
-    leaves it alone). True when the priority was taken."""
+    ``io_cpus`` (empty: as the rest; only threads running at the call: create the context
+    first), and switch it to SCHED_FIFO at ``priority`` (1..99; 0 leaves it alone). True when
+    the priority was taken."""
     log = structlog.get_logger(component=component)
     # Every thread of the process, not only the caller: ZeroMQ's I/O thread moves the bytes,
     # and a context created before this call would otherwise keep its old CPU and priority.
