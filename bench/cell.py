@@ -3,8 +3,9 @@
 Shell, wiring only. ``BenchCell`` writes the cell's config (the bench load's sources named
 as the feeder names them, the bench bundle, the interlock with a Modbus target at the bench
 PLC's port and D = ``deadline_ms``, a reset token, ``bus.monitor_ctl`` for the monitor's
-counters, the real-time priorities of ``tripwire.stack.demo_table``, a CPU apiece for the
-monitor and the interlock: ``placement``), then brings the
+counters, the real-time priorities of ``tripwire.stack.demo_table``, the CPUs of
+``placement``: one for the monitor's loop, another for its I/O thread and the interlock),
+then brings the
 processes up in the order their dependencies need, waiting on control sockets, never on
 sleeps:
 
