@@ -38,6 +38,7 @@ from bench import cpu
 from bench.errors import BenchSetupError
 from bench.feeder import Feeder, FeedPlan
 from bench.signals import BenchLoad
+from tripwire.bus import recv_parts
 from tripwire.supervisor import end_process
 
 VERDICT_BYTES = 120  # about one encoded verdict
@@ -160,7 +161,7 @@ def run(role: str, sub_ep: str, pub_ep: str, cpus: list[int], io_cpus: list[int]
         verdict = bytes(VERDICT_BYTES)
         while not stopping:
             try:
-                sub.recv_multipart(copy=False)
+                recv_parts(sub, 0)  # the monitor's receive, blocking (RCVTIMEO wakes it)
             except zmq.Again:
                 continue
             received += 1

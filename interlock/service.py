@@ -36,6 +36,7 @@ from interlock.latch import State, TripReason
 from interlock.modbus_writer import ModbusStopWriter
 from interlock.opcua_writer import OpcuaStopWriter
 from interlock.sink import StopSink
+from tripwire import bus
 from tripwire.config import Config, InterlockConfig
 from tripwire.messages import DecodeError, Link, decode_command, encode_reply
 
@@ -152,20 +153,16 @@ class _Inputs:
             sub_in, rep_in = self.sub_fd in ready, self.rep_fd in ready
         else:  # input left over, or overdue: look at both without sleeping
             sub_in = rep_in = True
-        command_in = rep_in and _readable(self.rep)
+        command_in = rep_in and bus.readable(self.rep)
         self.rep_left = False
         return sub_in, command_in
 
     def replied(self) -> None:
         """After the reply: another request may have come while we held the socket."""
-        self.rep_left = _readable(self.rep)
+        self.rep_left = bus.readable(self.rep)
 
     def drained(self, all_of_it: bool) -> None:
         self.sub_left = not all_of_it
-
-
-def _readable(sock: zmq.Socket[bytes]) -> bool:
-    return bool(int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
 
 def _loop(il: Interlock, sub: zmq.Socket[bytes], rep: zmq.Socket[bytes], stop: threading.Event) -> str:

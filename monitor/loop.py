@@ -59,7 +59,7 @@ from monitor.governor import Governor, GovernorPolicy
 from monitor.tiers import TierSet
 from monitor.validate import FrameValidator
 from monitor.verdicts import VerdictStage
-from tripwire import messages
+from tripwire import bus, messages
 from tripwire.config import Config, SourceConfig
 from tripwire.latency import Histogram
 from tripwire.messages import FrameLinks, Heartbeat, HeartbeatFlag, Link, VerdictFlag
@@ -233,7 +233,7 @@ class MonitorLoop:
                 continue
             if ctl is not None and ctl_left:
                 ctl_left = False
-                if int(ctl.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                if bus.readable(ctl):
                     self._answer(ctl)
                     ctl_left = True  # another request may have come meanwhile
                     continue
@@ -269,7 +269,7 @@ class MonitorLoop:
                 self.counts["batch_overflow"] += 1
                 return True
             try:
-                parts = _recv_parts(sub)
+                parts = bus.recv_parts(sub)
             except zmq.Again:
                 break
             self._frame(parts, time.monotonic_ns())
@@ -451,19 +451,6 @@ class MonitorLoop:
             reply = (messages.encode_reply(True, **self.status()) if cmd.cmd == "status" else
                      messages.encode_reply(False, error="unsupported_command", detail=cmd.cmd))
         ctl.send(reply, zmq.NOBLOCK)
-
-def _recv_parts(sock: zmq.Socket[Any]) -> list[zmq.Frame]:
-    """Every part of one queued message, without copies (raises ``zmq.Again`` when none is
-    queued). The parts of a message arrive together, so only the first read can find none.
-    Reads each part's own more-flag: ``recv_multipart`` asks the socket for ``RCVMORE``
-    through an option lookup per part, which cost more than half of a frame's receive."""
-    part = sock.recv(zmq.NOBLOCK, copy=False)
-    parts = [part]
-    while part.more:
-        part = sock.recv(zmq.NOBLOCK, copy=False)
-        parts.append(part)
-    return parts
-
 
 def _bind(ctx: zmq.Context[Any], kind: int, endpoint: str, hwm_opt: int, hwm: int) -> zmq.Socket[Any]:
     if endpoint.startswith("ipc://"):  # ZeroMQ does not create the socket file's directory
