@@ -18,6 +18,7 @@ indistinguishable from a hang, and trips.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 import structlog
@@ -30,6 +31,11 @@ import structlog
 # above the loop instead moved frames sooner but preempted the loop at every verdict sent,
 # which doubled its p99 from frame to verdict.
 IO_THREAD_PREFIX = "ZMQbg/IO"
+# A new thread carries its creator's name until it names itself, and ZeroMQ's I/O thread does
+# that from inside, once the kernel first runs it: on a loaded machine that can be after the
+# socket call that started it has returned. Until then it cannot be told from the loop's
+# threads, so the call waits for it this long (and says so when it never comes).
+IO_THREAD_WAIT_S = 2.0
 
 
 def _threads() -> list[int]:
@@ -41,15 +47,19 @@ def _threads() -> list[int]:
 
 def apply(priority: int, component: str, cpus: Sequence[int] = (),
           io_cpus: Sequence[int] = ()) -> bool:
-    """Pin this process to ``cpus`` (empty: leave it alone), ZeroMQ's I/O threads to
-    ``io_cpus`` (empty: as the rest; only threads running at the call: create the context
-    first), and switch it to SCHED_FIFO at ``priority`` (1..99; 0 leaves it alone). True when
-    the priority was taken."""
+    """Pin this process to ``cpus`` (empty: leave it alone), ZeroMQ's I/O thread to
+    ``io_cpus`` (empty: as the rest; create the context and a socket first), and
+    switch it to SCHED_FIFO at ``priority`` (1..99; 0 leaves it alone). True when the priority
+    was taken."""
     log = structlog.get_logger(component=component)
+    io: list[int] = []
+    if io_cpus:
+        io = _io_threads(IO_THREAD_WAIT_S)
+        if not io:
+            log.warning("io_thread_missing", waited_s=IO_THREAD_WAIT_S)
     # Every thread of the process, not only the caller: ZeroMQ's I/O thread moves the bytes,
     # and a context created before this call would otherwise keep its old CPU and priority.
     tids = _threads()
-    io = [tid for tid in tids if _name(tid).startswith(IO_THREAD_PREFIX)] if io_cpus else []
     if cpus or io:
         try:
             for tid in tids:
@@ -72,6 +82,17 @@ def apply(priority: int, component: str, cpus: Sequence[int] = (),
         return False
     log.info("realtime_scheduling", policy="fifo", priority=priority, threads=len(tids))
     return True
+
+
+def _io_threads(within_s: float) -> list[int]:
+    """ZeroMQ's I/O threads (a context has one unless told otherwise), once one has named
+    itself or ``within_s`` has passed."""
+    deadline = time.monotonic() + within_s
+    while True:
+        io = [tid for tid in _threads() if _name(tid).startswith(IO_THREAD_PREFIX)]
+        if io or time.monotonic() >= deadline:
+            return io
+        time.sleep(0.001)
 
 
 def _name(tid: int) -> str:

@@ -34,7 +34,7 @@ import json, os, sys
 import zmq
 from tripwire import realtime
 ctx = zmq.Context()
-ctx.socket(zmq.PUB).close(0)  # the context's I/O thread is running now
+ctx.socket(zmq.PUB).close(0)  # starts the I/O thread, which names itself later: apply waits
 loop_cpu, io_cpu = int(sys.argv[1]), int(sys.argv[2])
 realtime.apply(0, "test", [loop_cpu], [io_cpu])
 where = {}
@@ -55,3 +55,22 @@ def test_io_cpus_take_zeromqs_io_thread_apart_from_the_loop() -> None:
                          capture_output=True, text=True, timeout=60, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"io": [io_cpu], "rest": [loop_cpu]}
+
+
+NO_IO_CHILD = """
+import json, os, sys
+from tripwire import realtime
+realtime.IO_THREAD_WAIT_S = 0.2
+realtime.apply(0, "test", [int(sys.argv[1])], [int(sys.argv[2])])
+print(json.dumps(sorted({c for t in os.listdir("/proc/self/task")
+                         for c in os.sched_getaffinity(int(t))})))
+"""
+
+
+def test_io_cpus_without_a_context_pin_everything_to_the_loops_cpus_and_say_so() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    loop_cpu, io_cpu = cpus[-1], cpus[0]
+    out = subprocess.run([sys.executable, "-c", NO_IO_CHILD, str(loop_cpu), str(io_cpu)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert "io_thread_missing" in out.stdout + out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [loop_cpu]
