@@ -39,6 +39,7 @@ from sim.errors import BadControlRequest, PlcStartError
 from sim.plc_logic import PlcProgram
 from sim.plc_modbus import ModbusPlc
 from sim.plc_runtime import PlcRuntime
+from tripwire import bus
 from tripwire.config import FaultConfig, ModbusTargetConfig
 from tripwire.control import ControlTimeout, sim_request
 from tripwire.supervisor import end_process
@@ -100,9 +101,7 @@ async def serve(endpoint: str, target: ModbusTargetConfig, watchdog_ms: float, s
     rep = ctx.socket(zmq.REP)
     rep.linger = 200  # the reply to "stop" may still be on its way out
     try:
-        if endpoint.startswith("ipc://"):
-            Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
-        rep.bind(endpoint)
+        bus.bind(rep, endpoint)
         async with ModbusPlc(runtime, target, port=0) as server:
             host.port = server.port
             if priority:

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from contextlib import ExitStack
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -58,11 +57,6 @@ def build_sinks(cfg: InterlockConfig) -> list[StopSink]:
         else:
             sinks.append(OpcuaStopWriter(cfg.opcua))
     return sinks
-
-
-def _prepare_ipc(endpoint: str) -> None:
-    if endpoint.startswith("ipc://"):
-        Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _install_signals(stop: threading.Event) -> dict[int, Any]:
@@ -248,8 +242,7 @@ def serve(cfg: Config, stop: threading.Event | None = None) -> int:
                 sub.setsockopt(zmq.SUBSCRIBE, b"")
                 sub.connect(cfg.bus.monitor_out)
                 rep.setsockopt(zmq.LINGER, 0)
-                _prepare_ipc(cfg.bus.interlock_cmd)
-                rep.bind(cfg.bus.interlock_cmd)
+                bus.bind(rep, cfg.bus.interlock_cmd)
             except (zmq.ZMQError, OSError) as e:
                 log.error("interlock_failed", error=f"socket setup: {e}")
                 return 1

@@ -36,7 +36,6 @@ and decide.py. Nothing here logs per frame; rejections are summarised at most on
 
 from __future__ import annotations
 
-import os
 import resource
 import select
 import threading
@@ -453,14 +452,12 @@ class MonitorLoop:
         ctl.send(reply, zmq.NOBLOCK)
 
 def _bind(ctx: zmq.Context[Any], kind: int, endpoint: str, hwm_opt: int, hwm: int) -> zmq.Socket[Any]:
-    if endpoint.startswith("ipc://"):  # ZeroMQ does not create the socket file's directory
-        os.makedirs(os.path.dirname(endpoint[len("ipc://"):]) or ".", exist_ok=True)
     sock: zmq.Socket[Any] = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(hwm_opt, hwm)
     try:
-        sock.bind(endpoint)
-    except zmq.ZMQError:
+        bus.bind(sock, endpoint)
+    except (zmq.ZMQError, OSError):
         sock.close(linger=0)
         raise
     return sock

@@ -24,7 +24,6 @@ import signal
 import threading
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -39,7 +38,7 @@ from sim.plc_logic import PermitChanged, PlcEvent, PlcProgram, Relatched, Runnin
 from sim.plc_modbus import ModbusPlc
 from sim.plc_opcua import OpcuaPlc
 from sim.plc_runtime import PlcRuntime
-from tripwire import realtime
+from tripwire import bus, realtime
 from tripwire.config import Config, FaultConfig
 
 STOP_POLL_S = 0.02
@@ -55,12 +54,6 @@ def serve(cfg: Config, stop: threading.Event | None = None) -> int:
     except SimError as e:
         log.error("sim_failed", error=str(e))
         return 1
-
-
-def _bind(sock: zmq.asyncio.Socket, endpoint: str) -> None:
-    if endpoint.startswith("ipc://"):
-        Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True)
-    sock.bind(endpoint)
 
 
 class SimProcess:
@@ -209,7 +202,7 @@ class SimProcess:
                 rep = ctx.socket(zmq.REP)
                 sockets.append(rep)
                 rep.linger = 0
-                _bind(rep, cfg.bus.sim_ctl)
+                bus.bind(rep, cfg.bus.sim_ctl)
             except (zmq.ZMQError, OSError) as e:
                 raise BusSetupError(f"bus.sim_ctl {cfg.bus.sim_ctl!r}: {e}") from None
             daq = self._daq = Daq(self.plant, cfg.sources, pub, cfg.sim.realtime, self.log,

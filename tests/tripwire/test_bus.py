@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,3 +35,19 @@ def zmq_pair() -> Any:
     a.close(0)
     b.close(0)
     ctx.term()
+
+
+def test_bind_creates_an_ipc_sockets_directory(tmp_path: Path) -> None:
+    ctx: zmq.Context[Any] = zmq.Context()
+    rep, req = ctx.socket(zmq.REP), ctx.socket(zmq.REQ)
+    endpoint = f"ipc://{tmp_path}/not/yet/cmd.sock"
+    try:
+        bus.bind(rep, endpoint)
+        assert (tmp_path / "not" / "yet" / "cmd.sock").exists()
+        req.connect(endpoint)
+        req.send(b"ping")
+        assert rep.poll(5000) and rep.recv() == b"ping"
+    finally:
+        rep.close(0)
+        req.close(0)
+        ctx.term()
