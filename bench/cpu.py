@@ -7,8 +7,9 @@ turns two readings into figures per thread (by thread id, named by the thread's 
 ``python3.11`` for the main thread, ``ZMQbg/IO/0`` for a ZeroMQ I/O thread):
 ``user_percent`` and ``system_percent`` of one core over the span, ``wakeups_per_s``
 (voluntary context switches: the thread slept and was woken, a wait on a socket, an event, a
-lock), ``preempted_per_s`` (involuntary ones: the scheduler took the CPU away), and CPU µs per
-frame of the load. Threads that started or ended inside the span are left out (their time
+lock), ``preempted_per_s`` (involuntary ones: the scheduler took the CPU away), CPU µs per
+frame of the load, and ``cpus``: the CPUs the thread may run on at the span's end, as the
+kernel lists them (``Cpus_allowed_list``: "1", "0-1"), which shows where pinning put it. Threads that started or ended inside the span are left out (their time
 cannot be split); a reading of a process that is gone is empty. Decides nothing.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 SWITCHES = ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")  # in .../status
+ALLOWED = "Cpus_allowed_list"  # in .../status
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class ThreadReading:
     system_ticks: int
     voluntary: int  # context switches the thread asked for (it waited)
     involuntary: int  # context switches forced on it (preempted)
+    cpus: str = ""  # the CPUs it may run on ("0-1"; empty where the kernel does not say)
 
 
 def _stat(text: str) -> tuple[str, int, int]:
@@ -74,13 +77,16 @@ def read(pid: int, proc: Path = Path("/proc")) -> dict[int, ThreadReading]:
             continue  # the thread ended between the listing and the read
         name, user, system = _stat(stat)
         switches: dict[str, int] = {}
+        allowed = ""
         for line in status.splitlines():
             key, _, value = line.partition(":")
             if key in SWITCHES:
                 switches[key] = int(value)
+            elif key == ALLOWED:
+                allowed = value.strip()
         out[tid] = ThreadReading(name, user, system,
                                  switches.get("voluntary_ctxt_switches", 0),
-                                 switches.get("nonvoluntary_ctxt_switches", 0))
+                                 switches.get("nonvoluntary_ctxt_switches", 0), allowed)
     return out
 
 
@@ -104,6 +110,7 @@ def between(before: dict[int, ThreadReading], after: dict[int, ThreadReading], w
             "system_percent": round(100.0 * system_s / wall_s, 1),
             "wakeups_per_s": round((b.voluntary - a.voluntary) / wall_s),
             "preempted_per_s": round((b.involuntary - a.involuntary) / wall_s),
+            "cpus": b.cpus,
         }
         if frames > 0:
             row["cpu_us_per_frame"] = round(1e6 * (user_s + system_s) / frames, 1)

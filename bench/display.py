@@ -152,7 +152,12 @@ def table(rep: dict[str, Any]) -> Table:
         rows = [r for r in all_rows if r["user_percent"] + r["system_percent"] > 0]
         if rows:
             t.add_row(f"{proc} threads % (user+sys)",
-                      _fmt({f"{r['thread']} ({r['tid']})": f"{r['user_percent']}+{r['system_percent']}"
-                            for r in rows[:THREAD_ROWS]}), "one core", "")
+                      _fmt({_thread(r): f"{r['user_percent']}+{r['system_percent']}"
+                            for r in rows[:THREAD_ROWS]}), "one core; @ the CPUs it may run on", "")
     t.add_row("ok", "yes" if rep["ok"] else "NO", "", "")
     return t
+
+
+def _thread(row: dict[str, Any]) -> str:
+    where = f" @{row['cpus']}" if row.get("cpus") else ""
+    return f"{row['thread']} ({row['tid']}){where}"

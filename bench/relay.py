@@ -15,7 +15,7 @@ this message structure spends at least this per frame on this machine. The plain
 CPU per frame divided by it bounds the per-CPU-second ratio such a pipeline can reach here
 (bench.report: ``ceiling_samples_per_cpu_s_ratio``). CPU is read from ``/proc`` (bench.cpu)
 over ``seconds`` once frames flow; frames are the paced load's, checked against what the
-relay received. It decides nothing.
+relay received; ``placement_seen`` reads back where each thread may run. It decides nothing.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def bus_floor(load: BenchLoad, cpus: dict[str, list[int]], *, seconds: float = 4
                 t0, before = time.monotonic_ns(), {r: cpu.ticks(p.pid) for r, p in procs.items()}
                 time.sleep(seconds)
                 t1, after = time.monotonic_ns(), {r: cpu.ticks(p.pid) for r, p in procs.items()}
+                seen = {r: {t.name: t.cpus for t in cpu.read(p.pid).values()}
+                        for r, p in procs.items()}
         finally:
             for p in procs.values():
                 end_process(p, STOP_S)
@@ -95,6 +97,7 @@ def bus_floor(load: BenchLoad, cpus: dict[str, list[int]], *, seconds: float = 4
         "received": received,
         "placement": {"relay": cpus["monitor"], "relay_io": cpus["monitor_io"],
                       "sink": cpus["interlock"]},
+        "placement_seen": seen,  # by thread name, the CPUs each thread may run on
     }
 
 

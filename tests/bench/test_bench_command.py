@@ -61,6 +61,13 @@ def test_short_run_trips_and_reports(tmp_path: Path, cache: Path,
                                 "monitor_io": list(ran.monitor.io_cpus),
                                 "interlock": list(ran.interlock.cpus)}
     assert rep["placement"] == placement(os.sched_getaffinity(0))
+    if rep["placement"]["monitor"]:  # pinned: every thread runs where the placement put it
+        where = {"monitor": rep["placement"]["monitor"], "interlock": rep["placement"]["interlock"]}
+        for proc in ("monitor", "interlock"):
+            for r in rep["cpu_threads"][proc]:
+                io = proc == "monitor" and r["thread"].startswith("ZMQbg/IO")
+                want = rep["placement"]["monitor_io"] if io else where[proc]
+                assert r["cpus"] == ",".join(map(str, want)), (proc, r)
     assert "tripwire bench" in capsys.readouterr().out  # the table
 
 

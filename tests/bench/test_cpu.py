@@ -34,6 +34,7 @@ def test_a_busy_named_thread_shows_its_cpu_and_its_waits() -> None:
     worker.start()
     try:
         assert started.wait(10)
+        os.sched_setaffinity(tid[0], {max(os.sched_getaffinity(0))})  # where it may run shows
         before, t0 = cpu.read(os.getpid()), time.monotonic()
         go.set()
         assert finished.wait(30)
@@ -46,6 +47,7 @@ def test_a_busy_named_thread_shows_its_cpu_and_its_waits() -> None:
     assert b.voluntary - a.voluntary >= 5
     (row,) = [r for r in cpu.between(before, after, wall_s, frames=1) if r["tid"] == tid[0]]
     assert row["thread"] == "tw-spin" and row["cpu_us_per_frame"] >= 40_000  # ticks round
+    assert row["cpus"] == str(max(os.sched_getaffinity(0)))
     assert cpu.read(os.getpid()).get(tid[0]) is None  # ended: no row
 
 
@@ -55,7 +57,7 @@ def test_figures_between_two_readings() -> None:
               3: ThreadReading("gone", 0, 0, 0, 0),
               4: ThreadReading("renamed", 0, 0, 0, 0)}
     after = {1: ThreadReading("python3.11", 140, 15, 250, 25),
-             2: ThreadReading("ZMQbg/IO/0", 1, 29, 410, 2),
+             2: ThreadReading("ZMQbg/IO/0", 1, 29, 410, 2, "0"),
              4: ThreadReading("tw-other", 5, 0, 0, 0),
              5: ThreadReading("new", 9, 9, 9, 9)}
     rows = cpu.between(before, after, wall_s=2.0, frames=400, tick_hz=HZ)
@@ -65,6 +67,7 @@ def test_figures_between_two_readings() -> None:
     assert (main["wakeups_per_s"], main["preempted_per_s"]) == (100, 10)
     assert main["cpu_us_per_frame"] == 1125.0  # 0.45 s of CPU over 400 frames
     assert (io["user_percent"], io["system_percent"], io["wakeups_per_s"]) == (0.5, 4.5, 200)
+    assert (main["cpus"], io["cpus"]) == ("", "0")  # as read at the span's end
     assert cpu.between(before, after, wall_s=0.0, frames=1) == []
     assert "cpu_us_per_frame" not in cpu.between(before, after, 1.0, frames=0)[0]
 

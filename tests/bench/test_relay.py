@@ -27,6 +27,12 @@ def test_bus_floor_moves_every_frame_and_costs_it() -> None:
     assert fig["placement"] == {"relay": cpus["monitor"], "relay_io": cpus["monitor_io"],
                                 "sink": cpus["interlock"]}
     assert 0.9 <= fig["measured_s"] < 5.0
+    seen = fig["placement_seen"]["relay"]
+    assert any(name.startswith("ZMQbg/IO") for name in seen), seen
+    if cpus["monitor"]:  # pinned (two CPUs or more): read back, thread by thread
+        for name, where in seen.items():
+            want = cpus["monitor_io"] if name.startswith("ZMQbg/IO") else cpus["monitor"]
+            assert where == ",".join(map(str, want)), (name, where)
     left = subprocess.run(["pgrep", "-f", "-m bench.relay"], capture_output=True, text=True)
     assert left.stdout.strip() == "", left.stdout
 
