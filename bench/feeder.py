@@ -30,27 +30,25 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 import zmq
 
+from bench.child import Child
 from bench.errors import BenchConfigError, BenchSetupError
 from bench.schedule import FaultWindow, schedule_from_json, schedule_to_json
 from bench.signals import FAULT_KINDS, BenchLoad, Fault, SignalBank
 from tripwire.messages import FrameLinks, Link, encode_frame_header
-from tripwire.supervisor import end_process
 
 SOCKETS = ("push", "pub")
 SEND_TIMEOUT_MS = 100  # a blocked send wakes this often to look at ``stop``
-STOP_TIMEOUT_S = 5.0
 FLUSH_MS = 2000  # at the stream's end, queued frames get this long to leave
 
 
@@ -166,47 +164,12 @@ def feed(plan: FeedPlan, stop: threading.Event | None = None,
         ctx.term()
 
 
-class Feeder:
+class Feeder(Child):
     """``with Feeder(plan):`` the plan runs in a child process until the block is left."""
 
     def __init__(self, plan: FeedPlan) -> None:
+        super().__init__("feeder", plan.argv())
         self.plan = plan
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._failure = ""
-
-    def __enter__(self) -> Feeder:
-        try:
-            self._proc = subprocess.Popen(self.plan.argv(), stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        except OSError as e:
-            raise BenchSetupError(f"cannot start the feeder: {e}") from None
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
-    def returncode(self) -> int | None:
-        """The child's exit code; None while it runs (or before it started)."""
-        return None if self._proc is None else self._proc.poll()
-
-    def failure(self) -> str:
-        """Why the child ended early ("" while it runs). Reads its stderr once it has exited."""
-        proc = self._proc
-        if self._failure or proc is None or proc.poll() is None:
-            return self._failure
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        self._failure = f"feeder exited with {proc.returncode}: {err.strip()[-500:]}"
-        return self._failure
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        end_process(proc, STOP_TIMEOUT_S)
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def _plan(argv: list[str] | None) -> FeedPlan:

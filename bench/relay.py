@@ -21,10 +21,10 @@ relay received; ``placement_seen`` reads back where each thread may run. It deci
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,16 +35,15 @@ from typing import Any
 import zmq
 
 from bench import cpu
+from bench.child import Child
 from bench.errors import BenchSetupError
 from bench.feeder import Feeder, FeedPlan
 from bench.signals import BenchLoad
 from tripwire.bus import recv_parts
-from tripwire.supervisor import end_process
 
 VERDICT_BYTES = 120  # about one encoded verdict
 RECV_TIMEOUT_MS = 100  # a blocked receive wakes this often to look for the stop signal
 READY_S = 60.0  # the feeder builds its signal bank before the first frame
-STOP_S = 5.0
 POLL_S = 0.05
 # SCHED_FIFO of the cell's processes (tripwire.stack.demo_table): the relay stands for the
 # monitor, the sink for the interlock, the feeder for the DAQ.
@@ -58,35 +57,31 @@ def bus_floor(load: BenchLoad, cpus: dict[str, list[int]], *, seconds: float = 4
     with tempfile.TemporaryDirectory(prefix="tw-bench-") as tmp:
         frames, out = f"ipc://{tmp}/frames", f"ipc://{tmp}/out"
         reports = {role: Path(tmp) / f"{role}.json" for role in ("relay", "sink")}
-        procs: dict[str, subprocess.Popen[bytes]] = {}
-        try:
+        with contextlib.ExitStack() as stack:
+            pids: dict[str, int] = {}
+            children: list[Child] = []
             for role, sub, pub, where, io in (
                     ("sink", out, "", cpus["interlock"], []),
                     ("relay", frames, out, cpus["monitor"], cpus["monitor_io"])):
                 argv = [sys.executable, "-m", "bench.relay", role, "--sub", sub, "--pub", pub,
                         "--cpus", ",".join(map(str, where)), "--io-cpus", ",".join(map(str, io)),
                         "--priority", str(PRIORITY[role]), "--report", str(reports[role])]
-                procs[role] = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                child = stack.enter_context(Child(role, argv))
+                children.append(child)
+                pids[role] = child.pid or 0
             plan = FeedPlan(load, frames, socket="pub", paced=True, seed=seed, hwm=1000,
                             priority=PRIORITY["feeder"])
-            with Feeder(plan) as feeder:
-                _wait_flowing(reports, procs, feeder)
-                time.sleep(warm_s)
-                t0, before = time.monotonic_ns(), {r: cpu.ticks(p.pid) for r, p in procs.items()}
-                time.sleep(seconds)
-                t1, after = time.monotonic_ns(), {r: cpu.ticks(p.pid) for r, p in procs.items()}
-                seen = {r: {t.name: t.cpus for t in cpu.read(p.pid).values()}
-                        for r, p in procs.items()}
-        finally:
-            for p in procs.values():
-                end_process(p, STOP_S)
-                if p.stderr is not None:
-                    p.stderr.close()
+            feeder = stack.enter_context(Feeder(plan))
+            _wait_flowing(reports, [*children, feeder])
+            time.sleep(warm_s)
+            t0, before = time.monotonic_ns(), {r: cpu.ticks(pid) for r, pid in pids.items()}
+            time.sleep(seconds)
+            t1, after = time.monotonic_ns(), {r: cpu.ticks(pid) for r, pid in pids.items()}
+            seen = {r: {t.name: t.cpus for t in cpu.read(pid).values()} for r, pid in pids.items()}
         received = {r: _received(path) for r, path in reports.items()}
     wall_s = (t1 - t0) / 1e9
     pct = cpu.percent(before, after, wall_s)
-    per_frame = {r: round(1e4 * float(pct[r] or 0.0) / load.frames_per_s, 1) for r in procs}
+    per_frame = {r: round(1e4 * float(pct[r] or 0.0) / load.frames_per_s, 1) for r in pids}
     return {
         "measured_s": round(wall_s, 3),
         "frames_per_s": load.frames_per_s,
@@ -101,19 +96,14 @@ def bus_floor(load: BenchLoad, cpus: dict[str, list[int]], *, seconds: float = 4
     }
 
 
-def _wait_flowing(reports: dict[str, Path], procs: dict[str, subprocess.Popen[bytes]],
-                  feeder: Feeder) -> None:
+def _wait_flowing(reports: dict[str, Path], children: list[Child]) -> None:
     """Until the sink has had a message, which means frames pass the relay."""
     deadline = time.monotonic() + READY_S
     while _received(reports["sink"]) <= 0:
-        for role, p in procs.items():
-            if p.poll() is not None:
-                err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-                raise BenchSetupError(f"bus floor: the {role} exited with {p.returncode}: "
-                                      f"{err.strip()[-300:]}")
-        why = feeder.failure()
-        if why:
-            raise BenchSetupError(why)
+        for child in children:
+            why = child.failure()
+            if why:
+                raise BenchSetupError(f"bus floor: the {why}")
         if time.monotonic() > deadline:
             raise BenchSetupError(f"bus floor: no message through the relay in {READY_S:g} s")
         time.sleep(POLL_S)
