@@ -161,7 +161,10 @@ class BenchCell:
         if self.plc is not None and self.plc.proc is not None and self.plc.proc.poll() is not None:
             raise BenchSetupError(f"the bench PLC exited with {self.plc.proc.returncode}")
 
-    def _wait(self, what: str, probe: Callable[[], bool], timeout_s: float) -> None:
+    def _wait(self, what: str, probe: Callable[[], bool], timeout_s: float,
+              seen: Callable[[], str] = lambda: "") -> None:
+        """Until ``probe`` holds; past ``timeout_s`` a setup error names ``what`` and what
+        ``seen`` says was last observed."""
         deadline = time.monotonic() + timeout_s
         while True:
             self.check_alive()
@@ -169,7 +172,9 @@ class BenchCell:
                 if probe():
                     return
             if time.monotonic() > deadline:
-                raise BenchSetupError(f"{what}: not after {timeout_s:.0f} s")
+                last = seen()
+                raise BenchSetupError(f"{what}: not after {timeout_s:.0f} s"
+                                      + (f" ({last})" if last else ""))
             time.sleep(POLL_S)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -225,8 +230,14 @@ class BenchCell:
             FRAMES_READY_S)
         self.note("starting the interlock")
         self.pids["interlock"] = self.sup.start("interlock", "interlock", self.config_path).pid
-        self._wait("interlock ARMED", lambda: self.interlock(
-            "status", timeout_ms=500).get("state") == "ARMED", ARMED_S)
+        last: dict[str, Any] = {}
+
+        def armed() -> bool:
+            last.clear()
+            last.update(self.interlock("status", timeout_ms=500))
+            return last.get("state") == "ARMED"
+
+        self._wait("interlock ARMED", armed, ARMED_S, lambda: _not_armed(last))
 
     def feeder_sent(self) -> int | None:
         """Frames the feeder reported sending (None before it has ended)."""
@@ -270,3 +281,19 @@ class BenchCell:
                     if isinstance(got, dict) and got.get("event") == event:
                         return got
         return None
+
+
+def _not_armed(status: dict[str, Any]) -> str:
+    """What an interlock's last status says about why it is not ARMED."""
+    if not status:
+        return "its status socket did not answer"
+    counters = status.get("counters") or {}
+    facts = [f"state {status.get('state')}"]
+    if status.get("trip_reason"):
+        facts.append(f"trip reason {status['trip_reason']}")
+    if status.get("selftest"):
+        facts.append(f"self-test: {status['selftest']}")
+    if counters.get("deadline_misses"):
+        facts.append(f"{counters['deadline_misses']} deadline misses: the cell may not keep up "
+                     "with this load")
+    return "; ".join(facts)
