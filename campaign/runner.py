@@ -7,6 +7,7 @@ failed row (its error named), never an aborted campaign: the other rows still ru
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 import traceback
@@ -61,6 +62,10 @@ def run(specs: Sequence[CaseSpec], opts: Options, console: Console,
             trials = spec.reduced if opts.reduced else spec.full
             task = bar.add_task(spec.name, total=trials)
             case_dir = root / spec.name
+            # A kept work dir holds the last run's folders: its journals would restore their
+            # latches (a cell that never arms) and its logs would be read as this run's. The
+            # caches beside the case folders (trained bundles) stay.
+            shutil.rmtree(case_dir, ignore_errors=True)
             case_dir.mkdir(parents=True, exist_ok=True)
             ctx = Context(case_dir, opts.seed, opts.deadline_ms, _advance(bar, task))
             started = time.monotonic()

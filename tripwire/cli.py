@@ -80,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--case", action="append", dest="cases", help="run only this case (repeatable)")
     f.add_argument("--reduced", action="store_true", help="the few trials per row that make test runs")
     f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--work-dir", type=Path, help="keep run folders, logs and journals here")
+    f.add_argument("--work-dir", type=Path,
+                   help="keep run folders, logs and journals here (each case's folder is "
+                        "emptied when the case starts; trained bundles are kept)")
     f.add_argument("--list", action="store_true", dest="list_cases", help="list the cases and exit")
 
     b = sub.add_parser("bench", help="the cell at plant load: throughput, deadlines, trips, floors, baselines")

@@ -48,3 +48,21 @@ def test_runner_runs_every_case_and_a_raising_case_is_a_failed_row(tmp_path: Pat
     assert data["ok"] is False and data["reduced"] is True
     runner.write_json(tmp_path / "out.json", data)
     assert json.loads((tmp_path / "out.json").read_text())["cases"][0]["passed"] == 2
+
+
+def _fresh(ctx: Context, trials: int) -> CaseResult:
+    # nothing from an earlier run in the case's folder: a journal there would restore its latch
+    return judge("fresh", "empty folder", [Trial(not any(ctx.work_dir.iterdir()))] * trials)
+
+
+def test_a_kept_work_dir_starts_each_case_empty_and_keeps_the_caches(tmp_path: Path) -> None:
+    stale = tmp_path / "fresh" / "trial0" / "journal.sqlite"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"latched")
+    cache = tmp_path / "bundle-cache" / "model.onnx"
+    cache.parent.mkdir()
+    cache.write_bytes(b"onnx")
+    opts = runner.Options(reduced=True, work_dir=tmp_path, progress=False)
+    results, _ = runner.run([CaseSpec("fresh", 2, 2, _fresh)], opts, Console(file=io.StringIO()))
+    assert results[0].ok and results[0].passed == 2
+    assert not stale.exists() and cache.read_bytes() == b"onnx"
