@@ -95,7 +95,7 @@ def cell_table(plan: CellPlan, endpoints: dict[str, str], plc_port: int,
                cpus: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """The config the monitor and interlock load; ``cpus``: their placement (default:
     unpinned)."""
-    cpus = cpus or {"monitor": [], "monitor_io": [], "interlock": []}
+    cpus = cpus or placement(())
     load = plan.load
     demo = demo_table(bundle=str(plan.bundle), deadline_ms=plan.deadline_ms,
                       reset_token=RESET_TOKEN)
@@ -222,8 +222,7 @@ class BenchCell:
                         schedule=plan.schedule, priority=demo["sim"]["realtime_priority"],
                         report_path=str(self.feeder_report))
         self.feeder = self._stack.enter_context(Feeder(feed))
-        if self.feeder.pid is not None:
-            self.pids["feeder"] = self.feeder.pid
+        self.pids["feeder"] = self.feeder.pid
         ids = {str(m + 1) for m in range(load.machines)}
         self._wait("frames from every source", lambda: ids <= {
             k for k, v in self.monitor(timeout_ms=500).get("last_seq", {}).items() if v >= 0},

@@ -32,8 +32,11 @@ class Child:
         return self
 
     @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+    def pid(self) -> int:
+        """The running child's process id (only inside the ``with`` block)."""
+        if self._proc is None:
+            raise BenchSetupError(f"the {self.name} is not running")
+        return self._proc.pid
 
     def returncode(self) -> int | None:
         """The child's exit code; None while it runs (or before it started)."""

@@ -31,7 +31,7 @@ class ThreadReading:
     system_ticks: int
     voluntary: int  # context switches the thread asked for (it waited)
     involuntary: int  # context switches forced on it (preempted)
-    cpus: str = ""  # the CPUs it may run on ("0-1"; empty where the kernel does not say)
+    cpus: str  # the CPUs it may run on ("0-1"; empty where the kernel does not say)
 
 
 def _stat(text: str) -> tuple[str, int, int]:

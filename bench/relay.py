@@ -68,7 +68,7 @@ def bus_floor(load: BenchLoad, cpus: dict[str, list[int]], *, seconds: float = 4
                         "--priority", str(PRIORITY[role]), "--report", str(reports[role])]
                 child = stack.enter_context(Child(role, argv))
                 children.append(child)
-                pids[role] = child.pid or 0
+                pids[role] = child.pid
             plan = FeedPlan(load, frames, socket="pub", paced=True, seed=seed, hwm=1000,
                             priority=PRIORITY["feeder"])
             feeder = stack.enter_context(Feeder(plan))

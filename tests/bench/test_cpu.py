@@ -52,14 +52,14 @@ def test_a_busy_named_thread_shows_its_cpu_and_its_waits() -> None:
 
 
 def test_figures_between_two_readings() -> None:
-    before = {1: ThreadReading("python3.11", 100, 10, 50, 5),
-              2: ThreadReading("ZMQbg/IO/0", 0, 20, 10, 0),
-              3: ThreadReading("gone", 0, 0, 0, 0),
-              4: ThreadReading("renamed", 0, 0, 0, 0)}
-    after = {1: ThreadReading("python3.11", 140, 15, 250, 25),
+    before = {1: ThreadReading("python3.11", 100, 10, 50, 5, ""),
+              2: ThreadReading("ZMQbg/IO/0", 0, 20, 10, 0, ""),
+              3: ThreadReading("gone", 0, 0, 0, 0, ""),
+              4: ThreadReading("renamed", 0, 0, 0, 0, "")}
+    after = {1: ThreadReading("python3.11", 140, 15, 250, 25, ""),
              2: ThreadReading("ZMQbg/IO/0", 1, 29, 410, 2, "0"),
-             4: ThreadReading("tw-other", 5, 0, 0, 0),
-             5: ThreadReading("new", 9, 9, 9, 9)}
+             4: ThreadReading("tw-other", 5, 0, 0, 0, ""),
+             5: ThreadReading("new", 9, 9, 9, 9, "")}
     rows = cpu.between(before, after, wall_s=2.0, frames=400, tick_hz=HZ)
     assert [r["thread"] for r in rows] == ["python3.11", "ZMQbg/IO/0"]  # busiest first
     main, io = rows
